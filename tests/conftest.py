@@ -362,6 +362,12 @@ def sqlite_url(
 
 ENGINES = ("sqlite", "postgresql")
 
+# For a test of what lies above the store (HTTP and form parsing, the CLI's arguments, a page's
+# words, a refusal made before any statement), whose outcome no engine can change: it runs on
+# SQLite alone, as the tests that say so one by one do. Its PostgreSQL twin paid for a server's
+# database and the same check again (session 68).
+ON_SQLITE_ALONE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 
 @pytest.fixture(params=ENGINES)
 def db_url(request: pytest.FixtureRequest) -> str:

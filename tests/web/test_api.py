@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.spec_fields import REPORT_FIELDS
 from tests.web.screen_sign_in import PASSWORD, sign_in
@@ -37,6 +38,7 @@ def walk(client, headers, **params) -> list[dict]:
         {"Authorization": "Bearer "},
     ],
 )
+@ON_SQLITE_ALONE
 def test_no_valid_token_is_401_with_a_message(client, headers):
     for path in (
         "/api/v1/records",
@@ -50,6 +52,7 @@ def test_no_valid_token_is_401_with_a_message(client, headers):
         assert "token" in response.json()["message"]
 
 
+@ON_SQLITE_ALONE
 def test_a_valid_token_under_another_scheme_than_bearer_is_401(client, bearer):
     """Only a bearer token authenticates: a valid token sent as Basic credentials (or under
     any other scheme) was taken as if it were one (audit 27c)."""
@@ -64,6 +67,7 @@ def test_a_valid_token_under_another_scheme_than_bearer_is_401(client, bearer):
         assert response.headers["www-authenticate"] == "Bearer"
 
 
+@ON_SQLITE_ALONE
 def test_two_authorization_headers_are_401_whichever_comes_first(client, bearer):
     """The first was read and a second ignored: a proxy in front that reads the last would
     have judged another credential than the server did (audit 42e)."""
@@ -163,6 +167,7 @@ def test_one_record_and_why_for_mp141(client, bearer, world):
         ({"srv": "\x01", "to": "x", "request_id": "nonsense"}, "request_id"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_bad_parameters_are_422_naming_the_parameter(client, bearer, params, name):
     response = client.get("/api/v1/records", headers=bearer(P.NORTHPOWER), params=params)
     assert response.status_code == 422
@@ -177,6 +182,7 @@ def test_bad_parameters_are_422_naming_the_parameter(client, bearer, params, nam
         ("/api/v1/access-log", {"limit": "ten"}),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_bad_parameter_is_said_in_our_words_not_pydantics(client, bearer, path, params):
     """The reason a validator gave, as it gave it: pydantic's "Value error, " went before it
     (audit 46c: "limit: Value error, must be a whole number from 1 to 1000")."""
@@ -186,6 +192,7 @@ def test_a_bad_parameter_is_said_in_our_words_not_pydantics(client, bearer, path
     assert message.startswith("limit: must be a whole number") and "Value error" not in message
 
 
+@ON_SQLITE_ALONE
 def test_the_openapi_document_states_the_checks_the_api_makes(client):
     """limit, scope and kind are validated by FastAPI itself, so the document says what is
     checked."""
@@ -214,6 +221,7 @@ def test_the_openapi_document_states_the_checks_the_api_makes(client):
     assert schemas["Kind"]["enum"] == list(KINDS)
 
 
+@ON_SQLITE_ALONE
 def test_no_parameter_documented_as_a_number_carries_a_length(client):
     """/logs/consistency's `from` and `to` were `type: integer` with `maxLength: 20`, a
     keyword for strings that a client's generated validation reads wrongly (audit 25d)."""
@@ -232,6 +240,7 @@ def test_no_parameter_documented_as_a_number_carries_a_length(client):
     assert [(path, name) for path, name, schema in numbers if "maxLength" in schema] == []
 
 
+@ON_SQLITE_ALONE
 def test_empty_parameters_are_not_given(client, bearer):
     headers = bearer(P.NORTHPOWER)
     empty = client.get(
@@ -280,6 +289,7 @@ def test_an_empty_range_is_an_empty_answer_not_an_error(client, bearer):
     assert backwards.status_code == 422 and backwards.json()["parameter"] == "to"
 
 
+@ON_SQLITE_ALONE
 def test_a_wrong_time_says_what_to_type(client, bearer):
     """ "not an ISO-8601 time: 'yesterday'" left the caller to know what one looks like."""
     answer = client.get("/api/v1/records", headers=bearer(P.NORTHPOWER), params={"to": "yesterday"})
@@ -312,6 +322,7 @@ def test_an_offset_sent_unencoded_in_the_url_is_read_as_its_plus(client, bearer)
         assert answer.status_code == 422 and answer.json()["parameter"] == "from", wrong
 
 
+@ON_SQLITE_ALONE
 def test_report_parameters_are_required(client, bearer):
     headers = bearer(P.NORTHPOWER)
     missing = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "2025-01-01"})
@@ -362,6 +373,7 @@ def test_own_report_is_own_traffic_only_as_streamed_csv(client, bearer, world):
     assert "<lk fw>" not in response.text and "<np registers 12345>" in response.text
 
 
+@ON_SQLITE_ALONE
 def test_openapi_document_and_security_headers(client):
     response = client.get("/openapi.json")
     assert response.status_code == 200
@@ -385,6 +397,7 @@ def test_openapi_document_and_security_headers(client):
     )
 
 
+@ON_SQLITE_ALONE
 def test_the_openapi_document_says_how_to_authenticate_and_resolves_every_reference(client):
     """It said "Bearer" in prose alone, and the watch body's schema named `#/$defs/Webhook`,
     which is read from the document's root, where there was none (audit 25d)."""
@@ -403,6 +416,7 @@ def test_the_openapi_document_says_how_to_authenticate_and_resolves_every_refere
             node = node[part]  # a KeyError names the reference that does not resolve
 
 
+@ON_SQLITE_ALONE
 def test_an_unexpected_error_is_a_500_without_a_stack(client, bearer, engine, monkeypatch):
     from servicetrail.web import api
 

@@ -20,6 +20,7 @@ from servicetrail.store.watch_tables import watch as watch_table
 from servicetrail.store.watch_tables import webhook_outbox
 from servicetrail.web.app import create_app
 from servicetrail.webhooks import outbound
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.live_server import TLS_CONTEXT, LiveServer
 from tests.web.watch_traffic import ingest_and_match, lk_request
@@ -134,6 +135,7 @@ def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) ->
         ([1, 2], "body"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_bad_watches_are_422_naming_the_field(client, south, body, parameter, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()
@@ -157,6 +159,7 @@ def test_the_documented_watch_body_is_the_one_the_api_takes(client, south) -> No
     assert client.post("/api/v1/watches", headers=south, json=repeated).status_code == 201
 
 
+@ON_SQLITE_ALONE
 def test_a_body_that_is_not_json_is_422(client, south) -> None:
     assert (
         client.post("/api/v1/watches", content=b"{nope", headers=south).json()["parameter"]
@@ -191,6 +194,7 @@ def test_a_body_over_a_watchs_limit_is_413_as_one_over_the_servers_is(client, so
         (b"[" * 100_000 + b"]" * 100_000, "must be a JSON object; it is not JSON ("),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_body_that_is_not_json_says_why(client, south, body: bytes, said: str) -> None:
     """Invalid UTF-8 and nesting past the parser's depth were 'must be a JSON object' (35c)."""
     answer = client.post("/api/v1/watches", content=body, headers=south)
@@ -199,6 +203,7 @@ def test_a_body_that_is_not_json_says_why(client, south, body: bytes, said: str)
     assert said in answer.json()["message"]
 
 
+@ON_SQLITE_ALONE
 def test_a_body_after_a_byte_order_mark_is_read(client, south) -> None:
     body = b"\xef\xbb\xbf" + json.dumps({"name": "bom"}).encode()
     answer = client.post("/api/v1/watches", content=body, headers=south)
@@ -215,6 +220,7 @@ def test_a_body_after_a_byte_order_mark_is_read(client, south) -> None:
         ("after=" + "9" * 25, "after"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_bad_event_parameters_are_422(client, south, query, parameter) -> None:
     watch = client.post("/api/v1/watches", json={"name": "x"}, headers=south).json()
     answer = client.get(f"/api/v1/watches/{watch['id']}/events?{query}", headers=south)

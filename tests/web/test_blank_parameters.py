@@ -7,6 +7,7 @@ from __future__ import annotations
 import jsonschema_rs
 import pytest
 
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 
 SEARCH = ("device_id", "request_id", "srv", "kind", "from", "to", "scope", "limit")
@@ -14,6 +15,7 @@ SEARCH = ("device_id", "request_id", "srv", "kind", "from", "to", "scope", "limi
 
 @pytest.mark.parametrize("name", SEARCH)
 @pytest.mark.parametrize("blank", [" ", "  ", "\t"])
+@ON_SQLITE_ALONE
 def test_a_blank_search_parameter_is_a_422_naming_it(client, bearer, name, blank):
     answer = client.get("/api/v1/records", headers=bearer(P.NORTHPOWER), params={name: blank})
     assert answer.status_code == 422, answer.text[:200]
@@ -38,6 +40,7 @@ def test_an_empty_search_parameter_is_not_given(client, bearer, name):
         ("/api/v1/reports/own.csv", "from"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_the_other_reads_say_a_blank_parameter_alike(client, bearer, path, name):
     params = {"from": "2025-01-01T00:00:00Z", "to": "2025-02-01T00:00:00Z", name: "  "}
     answer = client.get(path, headers=bearer(P.NORTHPOWER), params=params)
@@ -54,6 +57,7 @@ REQUIRED = {
 TEXTS = ("srv", "cursor", "party_id", "origin")  # free text, where the patterns are
 
 
+@ON_SQLITE_ALONE
 def test_every_parameter_of_white_space_alone_is_blank_and_its_schema_says_so(
     client, bearer, auditor, world
 ):

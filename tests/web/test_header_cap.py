@@ -10,11 +10,12 @@ import select
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from servicetrail import settings
-from tests.conftest import ENGINES, sqlite_store_from
+from tests.conftest import sqlite_store_from
 from tests.web.live_server import live_server, live_server_process
 from tests.web.raw_http import address, get
 
@@ -69,26 +70,15 @@ def assert_capped(base: str) -> None:
     )
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """One single-process `servicetrail serve` an engine for the tests below, each on
-    connections of its own: a server's start and stop took ~1.2 s of CPU, as long as a
-    test's own work."""
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[str]:
+    """One single-process `servicetrail serve` for the tests below, each on connections of its
+    own: a server's start and stop took ~1.2 s of CPU, as long as a test's own work. On SQLite
+    alone: the cap is the HTTP server's, refused before any route or store is asked (its
+    PostgreSQL twin paid a second server's start for the same answers; session 68)."""
     folder = tmp_path_factory.mktemp("header-cap")
-    if request.param == "sqlite":
-        url = sqlite_store_from(request.getfixturevalue("sqlite_template"), folder)
-        with live_server(url, folder) as base:
-            yield base
-        return
-    server = request.getfixturevalue("pg_server")
-    url = server.new_database(template="st_template")
-    try:
-        with live_server(url, folder) as base:
-            yield base
-    finally:
-        server.drop_database(url)
+    with live_server(sqlite_store_from(sqlite_template, folder), folder) as base:
+        yield base
 
 
 def test_an_oversized_request_head_is_431_and_a_normal_one_is_served(served):

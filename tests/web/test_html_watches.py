@@ -18,6 +18,7 @@ from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watches import list_watches
 from servicetrail.store.writer import append_records
 from servicetrail.web.watches_page import EVENTS_SHOWN
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
 from tests.web.screen_sign_in import TOKEN
@@ -228,6 +229,7 @@ def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
         ({"senders": "anyone"}, "senders"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()
@@ -241,6 +243,7 @@ def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, m
     assert "<script>alert(1)</script>" not in answer.text
 
 
+@ON_SQLITE_ALONE
 def test_every_field_wrong_is_said_at_once(engine, world, monkeypatch) -> None:
     """A missing name came back first, then the private webhook, a try for each (audit 43c)."""
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
@@ -275,6 +278,7 @@ def test_every_field_wrong_is_said_at_once(engine, world, monkeypatch) -> None:
         (["device_alert"], "all", False),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_watch_that_could_never_fire_is_refused_on_the_screen(
     engine, world, kinds, senders, refused
 ) -> None:
@@ -291,6 +295,7 @@ def test_a_watch_that_could_never_fire_is_refused_on_the_screen(
         assert answer.status_code == 303
 
 
+@ON_SQLITE_ALONE
 def test_every_choice_the_form_does_not_offer_is_named_and_described(engine, world) -> None:
     """All of them at once, not the first alone, each error read with its radios (review
     24d)."""
@@ -302,6 +307,7 @@ def test_every_choice_the_form_does_not_offer_is_named_and_described(engine, wor
         assert answer.text.count(f'aria-describedby="f-{field}-error"') >= 2
 
 
+@ON_SQLITE_ALONE
 def test_the_kinds_error_is_read_with_its_checkboxes(engine, world) -> None:
     """The radios' errors were tied to them (review 24d), the checkboxes' was not: a screen
     reader on a box heard nothing of "Tick at least one kind of record" (review 47d)."""
@@ -320,6 +326,7 @@ def test_the_kinds_error_is_read_with_its_checkboxes(engine, world) -> None:
         ({"srvs": "list", "srv_list": ""}, "srv_list", "List at least one SRV"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_an_empty_choice_is_said_in_the_forms_words(engine, world, fields, field, said) -> None:
     """Not "must be a non-empty list of strings" (audit of the screen, session 18)."""
     answer = add(signed_in(engine, P.SOUTHENERGY), **fields)
@@ -414,6 +421,7 @@ def test_a_newer_link_is_shown_only_when_there_are_newer_events(engine, world) -
 
 
 @pytest.mark.parametrize("query", ["before=-5", "after=abc", "before=%EF%BC%95", "after=1e3"])
+@ON_SQLITE_ALONE
 def test_a_page_link_that_is_not_one_marks_nothing_read(engine, world, query) -> None:
     """Read as the newest page, it marked 50 events read (review 25f)."""
     client = signed_in(engine, P.SOUTHENERGY)
@@ -475,6 +483,7 @@ def test_a_device_id_pasted_as_spaced_octets_is_one_device_in_the_list(engine, w
         ({"devices": "mine", "device_list": P.ESME_1, "srv_list": "11.1"}, "srv_list"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_list_typed_under_another_choice_is_not_dropped(engine, world, fields, field) -> None:
     """The watch was made as "Mine" and "All", the typed list gone without a word."""
     client = signed_in(engine, P.SOUTHENERGY)
@@ -484,6 +493,7 @@ def test_a_list_typed_under_another_choice_is_not_dropped(engine, world, fields,
     assert "Events of" not in client.get("/watches").text  # no watch was made
 
 
+@ON_SQLITE_ALONE
 def test_the_form_says_what_critical_means(engine, world) -> None:
     """ "Critical" stood alone on the form (audit 25c)."""
     page = signed_in(engine, P.SOUTHENERGY).get("/watches").text
@@ -578,6 +588,7 @@ def test_a_page_is_served_while_a_registry_load_holds_the_registry(engine, world
         assert read_position(conn, P.SOUTHENERGY, watch_id) == 5
 
 
+@ON_SQLITE_ALONE
 def test_a_list_past_the_forms_bound_is_refused_not_cut(engine, world) -> None:
     """The form cut the Device list at 40,000 characters and went on: padded with spaces, a
     list lost its last Devices without a word (audit 51d). Now it is refused, nothing made."""

@@ -32,6 +32,7 @@ from servicetrail.web.app import create_app
 from servicetrail.web.http_limits import CappedHeadProtocol
 from servicetrail.web import credential_watch
 from servicetrail.web.event_streams import StreamReads
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.live_server import (
     PATIENCE,
@@ -189,6 +190,7 @@ def test_a_stream_to_a_slow_client_is_cut_off_by_its_token_at_once_with_a_reset(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+@ON_SQLITE_ALONE
 def test_last_event_id_with_white_space_after_it_resumes_under_serves_protocol(
     engine, use_settings
 ) -> None:
@@ -266,6 +268,7 @@ def test_one_party_cannot_open_streams_without_bound(engine, server) -> None:
     assert wait_until(lambda: not server.app.state.limits.held(P.SOUTHENERGY), 10)
 
 
+@ON_SQLITE_ALONE
 def test_a_head_of_a_stream_answers_a_gets_head_at_once_and_logs_nothing(engine, server) -> None:
     """HEAD is answered as a GET without its body (web.head_requests); a stream's ends at once,
     with the GET's status and headers. It shows no event, so it reads none and writes no

@@ -27,6 +27,7 @@ from servicetrail.webhooks.deliver import QUEUE_FACTOR, Deliverer
 from servicetrail.webhooks.posting import client_session as client
 from servicetrail.webhooks.signing import new_secret
 from servicetrail.webhooks.worker_report import Stats
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.web.screen import signed_in
 from tests.web.screen_sign_in import PASSWORD
@@ -158,6 +159,7 @@ def test_every_delivery_verifies_with_the_reference_library(engine, world, monke
             assert pending_count(conn) == 0
 
 
+@ON_SQLITE_ALONE
 def test_a_wrong_secret_fails_verification(engine, world) -> None:
     """The receiver's check can fail: with another secret, the reference library refuses."""
     with Receiver() as receiver:
