@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from servicetrail.domain.access_log import MAX_FILTERS
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.access.conftest import LATE_REQUEST_ID
 
@@ -223,6 +224,7 @@ def test_a_party_id_in_lower_case_is_told_the_one_registered(client, auditor, np
     assert own.status_code == 200, own.text
 
 
+@ON_SQLITE_ALONE
 def test_the_access_log_needs_a_token(client):
     assert client.get("/api/v1/access-log").status_code == 401
 

@@ -23,6 +23,7 @@ from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watches import create_watch
 from servicetrail.web.app import create_app
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.access.conftest import LATE_REQUEST_ID
 from tests.personas import starts_with_personas
@@ -465,6 +466,7 @@ def test_a_query_parameter_named_as_the_address_part_does_not_rename_what_was_re
         ("//elsewhere.example/access-log", "/access-log"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_an_auditor_signing_in_lands_on_who_looked_or_the_page_of_it_asked(
     engine, world, asked, lands
 ):

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.web.app import create_app
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests import rfc9162
 from tests.intruder import intrude, re_sign_a_checkpoint
@@ -146,6 +147,7 @@ def logs_by_origin(client, headers) -> dict[str, str]:
         ({"origin": "servicetrail/sat/2025-02", "from": "1", "to": "9" * 30}, "to"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_bad_consistency_parameters_are_422_naming_the_parameter(client, token, params, name):
     response = client.get("/api/v1/logs/consistency", params=params, headers=token(P.LOOKER))
     assert response.status_code == 422, response.text
@@ -153,6 +155,7 @@ def test_bad_consistency_parameters_are_422_naming_the_parameter(client, token, 
 
 
 @pytest.mark.parametrize("size", ["9" * 20, str(2**63), "00000000000000000188"])
+@ON_SQLITE_ALONE
 def test_a_size_too_large_for_any_log_is_said_to_be_so(client, token, size):
     """A tree size of 20 digits and more was "must be a whole number" (audit 37e)."""
     params = {"origin": "servicetrail/sat/2025-02", "from": "1", "to": size}

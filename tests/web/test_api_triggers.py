@@ -10,6 +10,7 @@ import pytest
 
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.writer import append_records
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.personas import starts_with_personas
 
@@ -168,6 +169,7 @@ def test_another_partys_record_is_the_same_404_as_a_missing_one(client, bearer, 
 
 
 @pytest.mark.parametrize("window", ["0", "10081", "abc", "١٠", "-5", "1.5", " 60"])
+@ON_SQLITE_ALONE
 def test_a_bad_window_is_422_naming_it(client, bearer, world, window):
     response = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window=window)
     assert response.status_code == 422
@@ -307,6 +309,7 @@ def test_a_window_full_of_requests_naming_the_device_still_lists_every_request_o
     assert "link" not in response.headers
 
 
+@ON_SQLITE_ALONE
 def test_the_openapi_document_describes_the_route(client):
     from servicetrail.domain.triggers import MAX_TRIGGERS
 

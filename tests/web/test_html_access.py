@@ -14,6 +14,7 @@ from servicetrail.domain.access_log import Reader, Tally
 from servicetrail.domain.search import Cursor
 from servicetrail.store.access_log import append_entries
 from servicetrail.store.access_tables import access_log
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
 
@@ -187,12 +188,14 @@ def test_reads_narrowed_to_mp141_titles_a_kind_and_a_person(engine, world) -> No
         ("actor=a%E2%80%AEb", "no controls"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_bad_dates_and_stale_links_are_said_not_crashed(engine, world, query, said) -> None:
     page = signed_in(engine, P.SOUTHENERGY).get("/access-log?" + query)
     assert page.status_code == 422 and said in page.text
     assert entry_ids(page.text) == []
 
 
+@ON_SQLITE_ALONE
 def test_a_read_past_its_time_limit_says_how_to_narrow_it_here(engine, world, monkeypatch) -> None:
     """The store's words, in lower case, said to narrow it with a Device ID or a Request ID,
     which this page's form does not have (audit 53e)."""
@@ -214,6 +217,7 @@ def test_a_read_past_its_time_limit_says_how_to_narrow_it_here(engine, world, mo
     assert "Narrow it: a shorter period or one kind of read (What).</p>" in page.text
 
 
+@ON_SQLITE_ALONE
 def test_the_title_says_what_the_page_lists_and_for_what(engine, world) -> None:
     """Every page of entries was titled "Who looked", in a browser's tabs and history and
     where a screen reader starts, whatever its filters (review of the screen, 54d)."""
@@ -237,6 +241,7 @@ def test_filters_are_shown_as_asked_but_never_run(engine, world) -> None:
     assert "\u202e" not in page  # direction marks shown as marks, as everywhere on the screen
 
 
+@ON_SQLITE_ALONE
 def test_the_page_needs_a_signed_in_account(client) -> None:
     answer = client.get("/access-log", follow_redirects=False)
     assert answer.status_code == 303 and "/login" in answer.headers["location"]

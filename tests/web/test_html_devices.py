@@ -15,6 +15,7 @@ from servicetrail.store.limits import SearchTooBroad
 from servicetrail.store.writer import append_records
 from servicetrail.web import pages
 from servicetrail.web.device_page import timeline
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
 from tests.store.work_counted import statements_sent
@@ -213,6 +214,7 @@ def test_the_time_line_pages_newest_first_without_overlap(engine, world) -> None
     assert broken.status_code == 422 and "That page link is no longer valid" in broken.text
 
 
+@ON_SQLITE_ALONE
 def test_a_time_line_past_its_time_limit_says_how_to_narrow_it_here(
     engine, world, monkeypatch
 ) -> None:

@@ -15,6 +15,7 @@ from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import iter_search, viewer_for
 from tests import personas as P, rfc9162
+from tests.conftest import ON_SQLITE_ALONE
 from tests.intruder import intrude
 from tests.web.screen import personas_with, signed_in
 from tests.web.screen_sign_in import sign_in
@@ -230,6 +231,7 @@ def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, sh
         ({"origin": "servicetrail/access/2025-02", "from": "1", "to": "2"}, 403, "auditors"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_consistency_proof_that_cannot_be_given_is_a_page_saying_why(
     engine, world, asked, status, said
 ):
@@ -244,6 +246,7 @@ def test_a_consistency_proof_that_cannot_be_given_is_a_page_saying_why(
     [({"from": "-1", "to": "3"}, "from"), ({"from": "1", "to": "x9"}, "to"),
      ({"from": "3", "to": "2"}, "from"), ({"from": "1", "to": "999"}, "to")],
 )  # fmt: skip
+@ON_SQLITE_ALONE
 def test_a_consistency_proofs_error_is_beside_its_field_with_the_form_as_filled(
     engine, world, sizes, field
 ):
@@ -308,6 +311,7 @@ def test_the_consistency_form_offers_the_newest_log_first(engine, world):
     assert re.findall(r'<option value="([^"]+)" selected>', again) == [origins[0]]
 
 
+@ON_SQLITE_ALONE
 def test_every_wrong_field_of_the_consistency_form_is_told_at_once(engine, world):
     """The first alone was: with both sizes wrong, the To size was told only once the From
     size was put right (review 47j)."""

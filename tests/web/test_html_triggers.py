@@ -12,6 +12,7 @@ import pytest
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.writer import append_records
 from servicetrail.web.presenters import before_text
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
 
@@ -117,6 +118,7 @@ def test_no_possible_trigger_is_said_without_a_link_to_the_empty_list(engine, wo
     assert 'href="#triggers-title"' not in page
 
 
+@ON_SQLITE_ALONE
 def test_a_bad_window_falls_back_to_a_day_and_says_so(engine, world):
     shown = panel(
         signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}?window=١٠").text
@@ -203,6 +205,7 @@ def test_a_cut_list_without_a_device_says_so_and_links_to_the_rest(engine, world
     assert client.get(link.group(1)).status_code == 200
 
 
+@ON_SQLITE_ALONE
 def test_a_record_page_past_its_time_limit_says_what_reads_less(engine, world, monkeypatch):
     """The generic "Narrow your search" page told a record page, which has nothing to narrow,
     to name a Device ID or a Request ID (review of the screen, 54d): an alert's page offers its

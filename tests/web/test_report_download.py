@@ -18,6 +18,7 @@ from sqlalchemy import text
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.live_server import LiveServer, wait_until
 from tests.web.screen_sign_in import PASSWORD, form_token, sign_in
@@ -76,6 +77,7 @@ def test_the_api_names_the_file_after_the_parsed_utc_times(client, engine, asked
 
 @pytest.mark.parametrize("hostile", HOSTILE_TIMES)
 @pytest.mark.parametrize("name", ["from", "to"])
+@ON_SQLITE_ALONE
 def test_the_api_refuses_a_time_with_control_or_non_ascii_characters(client, engine, hostile, name):
     params = {"from": "2024-12-01T00:00:00Z", "to": "2025-03-01T00:00:00Z", name: hostile}
     response = client.get(
@@ -87,6 +89,7 @@ def test_the_api_refuses_a_time_with_control_or_non_ascii_characters(client, eng
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_TIMES)
+@ON_SQLITE_ALONE
 def test_the_screen_never_puts_a_raw_time_in_the_header(client, engine, hostile):
     """The form forgives whitespace around a field (a vertical tab included); what is left
     must be a time, and the file is named after the parsed time either way."""
