@@ -32,6 +32,7 @@ from servicetrail.cli import main
 from servicetrail.store import engine as store_engine
 from servicetrail.store import store_url
 from servicetrail.store.migrate import head_revision
+from tests.conftest import ON_SQLITE_ALONE
 from tests.conftest import Cli
 from tests.personas import load_personas, starts_with_personas
 from tests.spec_fields import ITEM_FIELDS, REPORT_FIELDS
@@ -252,6 +253,7 @@ def test_load_help_names_the_reject_file_as_it_is_made():
     "command",
     [("records", "--party", "NORTH"), ("report", "own", "--party", "NORTH"), ("access-log",)],
 )
+@ON_SQLITE_ALONE
 def test_from_and_to_help_give_examples_the_command_takes(cli, trail, command):
     """--from and --to said "(ISO-8601)": a standard's number, not what to type, and not
     that a date alone is taken. Each now gives examples of its own (as the screen's hints
@@ -270,6 +272,7 @@ def test_from_and_to_help_give_examples_the_command_takes(cli, trail, command):
         assert result.exit_code == 0, (start, end, result.output)
 
 
+@ON_SQLITE_ALONE
 def test_a_wrong_time_says_what_to_type(cli, trail):
     """ "not an ISO-8601 time: 'yesterday'" left the user to know what one looks like."""
     result = cli("records", "--party", "NORTH", "--from", "yesterday")
@@ -281,6 +284,7 @@ def test_a_wrong_time_says_what_to_type(cli, trail):
     ) in said, said
 
 
+@ON_SQLITE_ALONE
 def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp_path, monkeypatch):
     after = CliRunner().invoke(
         main, ["records", "--party", "LOOK", "--format", "jsonl", "--db", db_url]
@@ -559,6 +563,7 @@ def test_report_is_own_traffic_even_for_a_responsible_party(cli, trail):
         (["--to", "2025-03-01"], "--from"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_report_bad_window(cli, trail, args, message):
     result = cli("report", "own", "--party", "NORTH", *args)
     assert result.exit_code != 0
@@ -718,6 +723,7 @@ def test_records_of_a_party_that_sees_nothing(cli, trail, tmp_path):
         (["--device", METER], 2, "--party"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_records_bad_arguments(cli, trail, args, code, message):
     result = cli("records", *args)
     assert result.exit_code != 0 if code is None else result.exit_code == code
@@ -1345,6 +1351,7 @@ def test_demo_and_serve_refuse_a_port_in_use_before_building_anything(tmp_path):
         ),
     ],
 )
+@ON_SQLITE_ALONE
 def test_an_option_given_twice_is_refused_naming_it(cli, args, named):
     """click kept the last value: `--party NORTH --party SOUTH` read SOUTH's records as if
     that were all that was asked (the API refuses a parameter given twice with a 422)."""
@@ -1525,6 +1532,7 @@ def test_commands_and_the_server_on_an_sqlite_store_never_load_the_postgresql_dr
     [[f"--{name}"] for name in ("device", "request-id", "srv", "kind", "from", "to", "limit")],
     ids=lambda c: c[0],
 )
+@ON_SQLITE_ALONE
 def test_a_blank_filter_is_refused_naming_it_as_the_api_does(cli, command):
     """`--srv ' '` was no filter while `--request-id ' '` was refused (review 47b)."""
     said = cli("records", "--party", "NORTH", command[0], "  ")
@@ -1545,6 +1553,7 @@ def test_a_blank_filter_is_refused_naming_it_as_the_api_does(cli, command):
     ],
     ids=lambda c: c[0],
 )
+@ON_SQLITE_ALONE
 def test_a_blank_party_is_refused_as_blank_not_as_unknown(cli, command):
     """`--party ' '` was "unknown party ' '", where the API's party_id says it is blank
     (review 48e)."""

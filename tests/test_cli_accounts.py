@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from servicetrail.security import MAX_PASSWORD_LENGTH
 from servicetrail.store.engine import open_store
 from servicetrail.web.app import create_app
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.live_server import PATIENCE, TLS_CONTEXT
 from tests.web.live_server import live_server
@@ -101,6 +102,7 @@ def test_tokens_are_revoked_by_account_or_by_value(cli, store):
         (("\u0661",), "digits 0-9"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_revoking_without_naming_a_token_is_a_clear_error(cli, store, args, message):
     token = new_token(cli, "np")
     result = cli("tokens", "revoke", *args)
@@ -192,6 +194,7 @@ def test_passwd_sets_a_new_password_and_ends_the_accounts_sessions(cli, store):
 @pytest.mark.parametrize(
     "length,refused", [(MAX_PASSWORD_LENGTH, False), (MAX_PASSWORD_LENGTH + 1, True), (11, True)]
 )
+@ON_SQLITE_ALONE
 def test_a_password_the_sign_in_form_would_not_take_is_refused(
     cli, store, command, length, refused
 ):
@@ -246,6 +249,7 @@ def test_a_password_no_one_could_sign_in_with_is_refused_and_never_shown(
         ("accounts", "passwd", "ghost"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_an_unknown_account_is_a_clear_error(cli, store, command):
     result = cli(*command, input=NEW_PASSWORD + "\n")
     assert result.exit_code == 2 and "no account 'ghost'" in result.stderr
@@ -281,6 +285,7 @@ class Unread(io.RawIOBase):
         raise AssertionError("the command read its standard input")
 
 
+@ON_SQLITE_ALONE
 def test_a_username_is_ascii(cli, store):
     result = cli("accounts", "create", "\u0430lice", "--party", P.NORTHPOWER, input=PASSWORD + "\n")
     assert result.exit_code == 2 and "ASCII" in result.stderr
@@ -324,6 +329,7 @@ def test_the_operators_commands_take_an_account_name_in_any_case(cli, store):
     assert revoked.exit_code == 0 and api_status(store, token) == 401
 
 
+@ON_SQLITE_ALONE
 def test_a_token_value_given_as_an_id_is_refused_without_being_repeated(cli, store):
     """Audit 44d: `tokens revoke st_...` (the value where an id goes) echoed the secret in
     its error."""

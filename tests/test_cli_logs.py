@@ -24,6 +24,7 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import viewer_for
 from servicetrail.store.schema import sat_record
 from tests import personas as P, rfc9162
+from tests.conftest import ON_SQLITE_ALONE
 from tests.conftest import Cli
 from tests.intruder import intrude, re_sign_a_checkpoint
 from tests.store.log_fixtures import append, records
@@ -31,6 +32,7 @@ from tests.store.log_fixtures import append, records
 VERIFIER_KEY = re.compile(r"^servicetrail/sat\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?\n$")
 
 
+@ON_SQLITE_ALONE
 def test_log_key_prints_the_verifier_key_alone(cli):
     first = cli("log", "key")
     assert first.exit_code == 0 and VERIFIER_KEY.match(first.stdout), first.output

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 
 
@@ -81,17 +82,20 @@ def test_a_hidden_record_is_answered_like_a_missing_one(cli, world):
 
 
 @pytest.mark.parametrize("window", ["0", "10081", "abc", "١٠"])
+@ON_SQLITE_ALONE
 def test_a_bad_window_is_a_usage_error_naming_it(cli, world, window):
     result = cli("triggers", world.ids["np_resp"], "--party", P.NORTHPOWER, "--window", window)
     assert result.exit_code == 2
     assert "--window" in result.stderr and "Traceback" not in result.output
 
 
+@ON_SQLITE_ALONE
 def test_an_unknown_party_and_a_bad_record_id_are_errors(cli, world):
     assert cli("triggers", world.ids["np_resp"], "--party", "NOBODY").exit_code == 2
     assert cli("triggers", "abc", "--party", P.NORTHPOWER).exit_code == 2
 
 
+@ON_SQLITE_ALONE
 def test_the_help_states_the_bounds_the_command_applies(cli):
     from servicetrail.domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS
     from servicetrail.domain.triggers import MAX_WINDOW_MINUTES

@@ -22,6 +22,7 @@ from servicetrail.domain.model import SatRecord, User
 from servicetrail.store.engine import open_store
 from servicetrail.store.registry import load_user
 from servicetrail.store.writer import append_records
+from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 
 
@@ -84,6 +85,7 @@ def test_add_list_events_rm(cli, world, engine):
         (["--webhook", "https://127.0.0.1/"], "--webhook"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_bad_options_are_usage_errors(cli, world, args, hint, monkeypatch):
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()
@@ -91,11 +93,13 @@ def test_bad_options_are_usage_errors(cli, world, args, hint, monkeypatch):
     assert result.exit_code == 2 and hint in result.stderr and "Traceback" not in result.output
 
 
+@ON_SQLITE_ALONE
 def test_an_unknown_party_is_an_error(cli, world):
     result = cli("watch", "list", "--party", "NOBODY")
     assert result.exit_code == 2 and "unknown party" in result.stderr
 
 
+@ON_SQLITE_ALONE
 def test_the_list_help_says_which_failed_delivery_failing_describes(cli):
     """`failing` gives the attempts and error of the delivery retried last, not the most
     attempts any had (94c20f8 changed it; the help went on saying the most: audit 46g)."""
@@ -154,6 +158,7 @@ def test_lists_are_split_as_the_screen_splits_them(cli, world):
     assert made["srvs"] == ["11.2", "4.1.1", "8.1.1"] and made["devices"] == [P.ESME_1]
 
 
+@ON_SQLITE_ALONE
 def test_events_after_an_id_past_any_store_is_refused_not_a_traceback(cli, world):
     """`--after` past 2^63 - 1 reached the store: OverflowError with a traceback (audit 21a);
     the API refuses it with a 422 naming `after`. White space alone is blank, as the API and
