@@ -16,6 +16,7 @@ from sqlalchemy import text
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.ingest.duis import duis_time
 
+from tests.conftest import ON_SQLITE_ALONE
 from tests.conftest import FIXTURES, SHARED_DUIS_SAMPLES, beside_the_checkout
 from tests.intruder import intrude
 
@@ -347,6 +348,7 @@ GOOD_MESSAGE = (
 )
 
 
+@ON_SQLITE_ALONE
 def test_bad_duis_messages_in_a_capture(cli, engine, tmp_path):
     request = (SAMPLES / "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML").read_text()
     lines = [
@@ -422,6 +424,7 @@ def test_bad_duis_messages_in_a_capture(cli, engine, tmp_path):
     }
 
 
+@ON_SQLITE_ALONE
 def test_capture_with_a_damaged_first_line_is_still_a_capture(cli, engine, tmp_path):
     """A capture cut mid-line at its start (a rotated log) must not be taken for SAT JSON Lines,
     which would reject every good message in it with a misleading reason."""
@@ -444,6 +447,7 @@ def test_capture_with_a_damaged_first_line_is_still_a_capture(cli, engine, tmp_p
     assert (item["kind"], item["srv"]) == ("request", "11.2")
 
 
+@ON_SQLITE_ALONE
 def test_comments_and_processing_instructions_around_the_message(cli, engine, tmp_path):
     path = tmp_path / "commented.xml"
     path.write_text(
@@ -472,6 +476,7 @@ def test_utf16_message_is_stored_as_readable_text(cli, engine, tmp_path):
     )
 
 
+@ON_SQLITE_ALONE
 def test_bad_xml_files_in_a_folder_named_in_the_reject_file(cli, engine, tmp_path):
     folder = tmp_path / "inbox"
     folder.mkdir()
@@ -677,6 +682,7 @@ def one_request(header: str = "", body: str = "", **changes: str) -> str:
         ),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_comment_inside_a_value_is_no_part_of_it(cli, engine, tmp_path, header, field, meant):
     """The schema reads a value's text around a comment or processing instruction; `.text`
     stopped at the first, and `E1<!---->9` was stored as E1, a counter 7<!---->7 as 7 (audit
@@ -741,6 +747,7 @@ def test_a_comment_inside_a_value_is_no_part_of_it(cli, engine, tmp_path, header
         ),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_response_the_schema_rules_out_is_rejected(cli, engine, tmp_path, document, reason):
     path = tmp_path / "odd.xml"
     path.write_text(document.replace("\\u00a0", "\u00a0"))
@@ -753,6 +760,7 @@ def test_a_response_the_schema_rules_out_is_rejected(cli, engine, tmp_path, docu
     assert stored(engine) == {}
 
 
+@ON_SQLITE_ALONE
 def test_a_request_without_a_body_message_or_with_two_srvs_is_rejected(cli, engine, tmp_path):
     body_start = one_request().index("<sr:Body>")
     body_end = one_request().index("</sr:Body>") + len("</sr:Body>")
@@ -786,6 +794,7 @@ def test_a_request_without_a_body_message_or_with_two_srvs_is_rejected(cli, engi
 @pytest.mark.parametrize(
     "first_line", ["null", "[1]", '{"logged_at": "2025-05-01T10:00:00Z", "dius": "<x/>"}']
 )
+@ON_SQLITE_ALONE
 def test_a_capture_whose_first_line_is_json_but_no_record_is_still_a_capture(
     cli, engine, tmp_path, first_line
 ):

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from tests.conftest import ON_SQLITE_ALONE
 import pytest
 from sqlalchemy import text
 
@@ -71,6 +72,7 @@ def rejects_of(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
+@ON_SQLITE_ALONE
 def test_hostile_file_rejected_quickly_nothing_stored(cli, engine, tmp_path, name):
     path = tmp_path / f"{name}.xml"
     path.write_text(HOSTILE[name], encoding="utf-8")
@@ -86,6 +88,7 @@ def test_hostile_file_rejected_quickly_nothing_stored(cli, engine, tmp_path, nam
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
+@ON_SQLITE_ALONE
 def test_hostile_capture_line_rejected_others_load(cli, engine, tmp_path, name):
     good = response(counter=1)
     path = tmp_path / "capture.jsonl"
@@ -100,6 +103,7 @@ def test_hostile_capture_line_rejected_others_load(cli, engine, tmp_path, name):
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+@ON_SQLITE_ALONE
 def test_doctype_in_another_encoding_is_still_rejected(cli, engine, tmp_path, encoding):
     """A byte-level look for '<!DOCTYPE' misses UTF-16; the parsed document must be checked too."""
     declared = {"utf-16": "UTF-16", "utf-16-be": "UTF-16BE", "utf-32": "UTF-32"}[encoding]
@@ -173,6 +177,7 @@ def test_oversized_documents_refused_before_parsing(cli, engine, tmp_path, use_s
         ('<Response schemaVersion="5.4"><Header/></Response>', "not a DUIS"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_not_well_formed_or_not_duis(cli, engine, tmp_path, document, reason):
     path = tmp_path / "odd.xml"
     path.write_text(document)
@@ -185,6 +190,7 @@ def test_not_well_formed_or_not_duis(cli, engine, tmp_path, document, reason):
     assert count(engine) == 0
 
 
+@ON_SQLITE_ALONE
 def test_a_multitude_of_tiny_elements_is_refused_before_parsing(cli, engine, tmp_path):
     """16 MiB of `<a/>` would parse into millions of elements and hundreds of MB; a firmware
     image of the same size (one text node) is welcome (tests/ingest/test_duis_identity.py)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import ON_SQLITE_ALONE
 from tests.conftest import SHARED_DUIS_SAMPLES, beside_the_checkout
 from tests.ingest.registry_files import (
     DEVICES_HEADER,
@@ -43,6 +44,7 @@ def test_times_at_both_ends_of_the_calendar_load_on_every_engine(cli, engine, tm
     assert cli("ingest", path).stdout == "loaded 0, rejected 0, skipped 3 duplicates\n"
 
 
+@ON_SQLITE_ALONE
 def test_a_byte_order_mark_before_the_first_record_is_no_part_of_it(cli, engine, tmp_path):
     path = tmp_path / "bom.jsonl"
     lines = [json.dumps(rec(counter=n)) for n in (1, 2)]
@@ -53,6 +55,7 @@ def test_a_byte_order_mark_before_the_first_record_is_no_part_of_it(cli, engine,
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
+@ON_SQLITE_ALONE
 def test_a_rejected_first_line_keeps_its_byte_order_mark(
     cli, engine, tmp_path, use_settings, workers
 ):
@@ -69,6 +72,7 @@ def test_a_rejected_first_line_keeps_its_byte_order_mark(
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
+@ON_SQLITE_ALONE
 def test_a_line_of_form_feeds_or_vertical_tabs_is_a_reject_not_a_blank_line(
     cli, engine, tmp_path, use_settings, workers
 ):
@@ -87,6 +91,7 @@ def test_a_line_of_form_feeds_or_vertical_tabs_is_a_reject_not_a_blank_line(
     assert all(r["reason"].startswith("not JSON") for r in rejects)
 
 
+@ON_SQLITE_ALONE
 def test_a_csv_line_of_a_form_feed_is_a_reject_not_a_blank_line(cli, engine, tmp_path):
     users = write(
         tmp_path / "users.csv",
@@ -98,6 +103,7 @@ def test_a_csv_line_of_a_form_feed_is_a_reject_not_a_blank_line(cli, engine, tmp
     assert [(r["line"], r["raw"]) for r in rejects] == [(5, "\x0c"), (6, "\x0b")]
 
 
+@ON_SQLITE_ALONE
 def test_a_request_with_a_response_code_is_rejected(cli, engine, tmp_path):
     path = write_lines(
         tmp_path / "rc.jsonl",
@@ -111,6 +117,7 @@ def test_a_request_with_a_response_code_is_rejected(cli, engine, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
+@ON_SQLITE_ALONE
 def test_a_gzip_cut_short_loads_what_it_holds_and_rejects_the_rest(
     cli, engine, tmp_path, monkeypatch, workers
 ):
@@ -133,6 +140,7 @@ def test_a_gzip_cut_short_loads_what_it_holds_and_rejects_the_rest(
     assert "compressed input cannot be read" in reject["reason"]
 
 
+@ON_SQLITE_ALONE
 def test_a_file_that_is_not_gzip_at_all_is_a_reject_not_a_traceback(cli, engine, tmp_path):
     bad = write_lines(tmp_path / "broken.jsonl.gz", ["garbage"])
     upper = tmp_path / "UPPER.JSONL.GZ"  # the suffix is read case-blind, as detection reads it
@@ -144,6 +152,7 @@ def test_a_file_that_is_not_gzip_at_all_is_a_reject_not_a_traceback(cli, engine,
     assert reject["line"] == 1 and "compressed input cannot be read" in reject["reason"]
 
 
+@ON_SQLITE_ALONE
 def test_a_damaged_gzipped_duis_document_is_said_to_be_lost_whole(cli, engine, tmp_path):
     """A compressed file of one document is read whole or not at all: its reject said "the
     lines before it were read", as a damaged JSON Lines file's does (review 44b)."""
@@ -160,6 +169,7 @@ def test_a_damaged_gzipped_duis_document_is_said_to_be_lost_whole(cli, engine, t
     assert "nothing of it was stored" in reject["reason"] and "lines before" not in reject["reason"]
 
 
+@ON_SQLITE_ALONE
 def test_files_a_command_cannot_write_stop_it_before_anything_is_done(cli, engine, tmp_path):
     path = write_lines(tmp_path / "ok.jsonl", [json.dumps(rec(counter=1))])
     ingest = cli("ingest", path, "--rejects", tmp_path / "missing" / "r.jsonl")
@@ -182,6 +192,7 @@ def test_files_a_command_cannot_write_stop_it_before_anything_is_done(cli, engin
     assert count(engine, "sat_record") == 0
 
 
+@ON_SQLITE_ALONE
 def test_a_file_option_is_read_as_typed(cli, engine, tmp_path, monkeypatch):
     """A trailing '/' names a folder (it made a file without it), and './-' is a file named
     '-', not the word for standard output."""
@@ -297,6 +308,7 @@ def test_a_superseded_line_is_still_checked_on_its_own(cli, engine, tmp_path):
     assert reject["line"] == 2 and "unknown party_id" in reject["reason"]
 
 
+@ON_SQLITE_ALONE
 def test_loose_csv_is_rejected_not_guessed_at(cli, engine, tmp_path):
     lines = [
         f"{NORTH_IS},NORTH,North,IS",  # 2 good
@@ -320,6 +332,7 @@ def test_loose_csv_is_rejected_not_guessed_at(cli, engine, tmp_path):
         assert conn.execute(text("SELECT party_id FROM party")).scalars().all() == ["NORTH"]
 
 
+@ON_SQLITE_ALONE
 def test_a_header_naming_a_column_twice_is_refused_before_anything_is_loaded(cli, engine, tmp_path):
     path = write(
         tmp_path / "users.csv",
@@ -333,6 +346,7 @@ def test_a_header_naming_a_column_twice_is_refused_before_anything_is_loaded(cli
         assert conn.execute(text("SELECT count(*) FROM dcc_user")).scalar() == 0
 
 
+@ON_SQLITE_ALONE
 def test_rejects_naming_a_file_that_is_not_a_reject_file_is_refused_and_the_file_kept(
     cli, tmp_path
 ):
@@ -344,6 +358,7 @@ def test_rejects_naming_a_file_that_is_not_a_reject_file_is_refused_and_the_file
     assert precious.read_text() == "not,a,reject,file\n"
 
 
+@ON_SQLITE_ALONE
 def test_a_pipe_is_refused_as_an_input_not_waited_on(cli, tmp_path):
     import os
 
@@ -354,6 +369,7 @@ def test_a_pipe_is_refused_as_an_input_not_waited_on(cli, tmp_path):
         assert result.exit_code == 2 and "not a regular file" in result.stderr
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_file_that_cannot_be_written_stops_the_run_with_a_clear_error(cli, tmp_path):
     """A full disk (/dev/full): it was a traceback without a summary."""
     good = '{"logged_at":"2025-03-01T10:00:00Z","kind":"request","request_id":"'
@@ -366,6 +382,7 @@ def test_a_reject_file_that_cannot_be_written_stops_the_run_with_a_clear_error(c
     assert "Traceback" not in result.output
 
 
+@ON_SQLITE_ALONE
 def test_an_input_that_cannot_be_read_is_named_in_a_clear_error(cli, tmp_path):
     """/proc/self/mem answers every read with an I/O error (and root reads a chmod 000 file)."""
     folder = tmp_path / "in"
@@ -378,6 +395,7 @@ def test_an_input_that_cannot_be_read_is_named_in_a_clear_error(cli, tmp_path):
         assert "Traceback" not in result.output
 
 
+@ON_SQLITE_ALONE
 def test_a_folder_given_as_dot_has_its_reject_file_inside_named_after_it(
     cli, tmp_path, monkeypatch
 ):
@@ -390,6 +408,7 @@ def test_a_folder_given_as_dot_has_its_reject_file_inside_named_after_it(
     assert not (tmp_path / ".rejects.jsonl").exists()
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_file_tells_inputs_apart_from_whichever_folder_each_run_was(
     cli, engine, tmp_path, monkeypatch
 ):
@@ -420,6 +439,7 @@ def test_a_reject_file_tells_inputs_apart_from_whichever_folder_each_run_was(
     assert count(engine, "sat_record") == 1
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_entry_names_the_file_read_through_a_link_and_dot_dot(cli, tmp_path, monkeypatch):
     """`link/../bad.jsonl` made absolute as text named the working folder's bad.jsonl: each
     run added an entry beside the old one, and a run of that other file took them as its
@@ -435,6 +455,7 @@ def test_a_reject_entry_names_the_file_read_through_a_link_and_dot_dot(cli, tmp_
     assert (entry["file"], entry["raw"]) == (str(tmp_path / "real" / "bad.jsonl"), "garbage-real")
 
 
+@ON_SQLITE_ALONE
 def test_a_folders_reject_file_forgets_a_file_since_removed_from_it(cli, tmp_path):
     folder = tmp_path / "day"
     folder.mkdir()
@@ -448,6 +469,7 @@ def test_a_folders_reject_file_forgets_a_file_since_removed_from_it(cli, tmp_pat
     assert entry["file"] == str(folder / "stays.jsonl")
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_file_whose_last_entry_was_cut_short_is_still_taken_as_one(cli, tmp_path):
     """A run that died writing its last entry: the next run replaces the torn end."""
     path = write(tmp_path / "users.csv", USERS_HEADER + "not-a-user,NORTH,North,IS\n")
@@ -458,6 +480,7 @@ def test_a_reject_file_whose_last_entry_was_cut_short_is_still_taken_as_one(cli,
     assert len(rejects_of(rejects)) == 1
 
 
+@ON_SQLITE_ALONE
 def test_a_shared_reject_file_cut_short_by_another_inputs_run_stays_a_reject_file(cli, tmp_path):
     """Cut short by a run of another input (a full disk), the file was added to as it was:
     this run's first entry ran on from the cut one, was lost, and every later run refused
@@ -479,6 +502,7 @@ def test_a_shared_reject_file_cut_short_by_another_inputs_run_stays_a_reject_fil
 @pytest.mark.parametrize(
     "held", [b"db_password=hunter2", b'{"a": 1}', b""], ids=["notes", "json", "empty"]
 )
+@ON_SQLITE_ALONE
 def test_rejects_naming_a_file_of_one_unfinished_line_leaves_it_as_it_was(cli, tmp_path, held):
     """A last line with no line end was taken for an entry cut short by a dying run and
     dropped; the file, left empty, was deleted, or replaced by the run's rejects (audit of
@@ -497,6 +521,7 @@ def test_rejects_naming_a_file_of_one_unfinished_line_leaves_it_as_it_was(cli, t
         assert result.exit_code == 0, result.output
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_file_that_is_a_symbolic_link_is_refused(cli, tmp_path):
     """Whoever may write the input's folder could point its reject file anywhere the loader
     may write (audit of hostile inputs, session 17)."""
@@ -509,6 +534,7 @@ def test_a_reject_file_that_is_a_symbolic_link_is_refused(cli, tmp_path):
 
 
 @pytest.mark.parametrize("given", [False, True])
+@ON_SQLITE_ALONE
 def test_a_reject_file_that_is_another_name_of_an_input_is_refused(cli, tmp_path, given):
     """A hard link to the input at the reject file's name (or named with --rejects) was
     added to, and the input with it (audit 42b); a link made by name is refused above."""
@@ -520,6 +546,7 @@ def test_a_reject_file_that_is_another_name_of_an_input_is_refused(cli, tmp_path
     assert path.read_text() == entry
 
 
+@ON_SQLITE_ALONE
 def test_rejects_named_inside_a_folder_read_let_the_same_command_run_again(cli, engine, tmp_path):
     """`ingest incoming --rejects incoming/rejects.jsonl`: the first run made the file in the
     folder, and the same command run again took it for an input and refused to write over it
@@ -540,6 +567,7 @@ def test_rejects_named_inside_a_folder_read_let_the_same_command_run_again(cli, 
     assert refused.exit_code == 2 and kept.read_text() == json.dumps(rec(counter=2)) + "\n"
 
 
+@ON_SQLITE_ALONE
 def test_a_new_reject_file_is_readable_by_its_owner_only(cli, tmp_path):
     """It holds records as they came, and an input may be a link to a file others cannot read
     (a folder's link to /etc/shadow put the file into a reject file anyone could read)."""
@@ -567,6 +595,7 @@ def test_an_input_whose_name_is_not_utf8_has_its_rejects_written(cli, engine, tm
     assert len(rejects_of(tmp_path / os.fsdecode(b"caf\xe9.rejects.jsonl"))) == 1
 
 
+@ON_SQLITE_ALONE
 def test_a_file_named_twice_in_one_run_is_read_once(cli, engine, tmp_path, monkeypatch):
     lines = [json.dumps(rec(counter=1)), '{"not": "a record"}']
     path = write_lines(tmp_path / "day.jsonl", lines)
@@ -576,6 +605,7 @@ def test_a_file_named_twice_in_one_run_is_read_once(cli, engine, tmp_path, monke
     assert len(rejects_of(tmp_path / "day.rejects.jsonl")) == 1
 
 
+@ON_SQLITE_ALONE
 def test_a_pipe_or_dangling_link_in_a_folder_is_named_as_skipped(cli, tmp_path):
     import os
 
@@ -590,6 +620,7 @@ def test_a_pipe_or_dangling_link_in_a_folder_is_named_as_skipped(cli, tmp_path):
     assert "live.jsonl" in result.stderr and "gone.jsonl" in result.stderr
 
 
+@ON_SQLITE_ALONE
 def test_a_file_name_with_a_terminal_escape_is_shown_escaped(cli, tmp_path):
     """A name is printed back (skipped files, reject files, errors): ESC and BEL reached the
     terminal raw, where they can retitle it or rewrite what it shows (audit, session 17)."""
@@ -604,6 +635,7 @@ def test_a_file_name_with_a_terminal_escape_is_shown_escaped(cli, tmp_path):
     assert missing.exit_code == 2 and "\x1b" not in missing.output
 
 
+@ON_SQLITE_ALONE
 def test_load_names_a_gzip_file_as_one_and_an_unreadable_file_by_its_name(cli, tmp_path):
     zipped = tmp_path / "users.csv.gz"
     zipped.write_bytes(gzip.compress((USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n").encode()))
@@ -615,6 +647,7 @@ def test_load_names_a_gzip_file_as_one_and_an_unreadable_file_by_its_name(cli, t
     assert "mem.csv: cannot be read (Input/output error)" in unreadable.stderr
 
 
+@ON_SQLITE_ALONE
 def test_rejects_named_through_a_link_are_written_there(cli, tmp_path):
     """A link given with --rejects is the user's own choice (`--rejects /dev/stderr`): only
     a reject file made beside an input is refused as a link (review, session 17)."""
@@ -863,6 +896,7 @@ def test_a_descriptor_the_command_started_with_is_said_by_the_name_given(db_url,
         assert json.loads(sent.read())["raw"] == "{bad one"
 
 
+@ON_SQLITE_ALONE
 def test_rejects_through_a_link_to_a_file_in_dev_shm_replace_their_own(cli, tmp_path):
     """/dev/shm holds ordinary files: a link to one was taken for a stream, and each run's
     entries piled up again (review 28e)."""
@@ -878,6 +912,7 @@ def test_rejects_through_a_link_to_a_file_in_dev_shm_replace_their_own(cli, tmp_
         shutil.rmtree(target.parent)
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_file_whose_last_whole_entry_has_no_line_end_is_added_to_on_a_line_of_its_own(
     cli, tmp_path
 ):
@@ -893,6 +928,7 @@ def test_a_reject_file_whose_last_whole_entry_has_no_line_end_is_added_to_on_a_l
         assert sorted(e["raw"] for e in rejects_of(shared)) == ["abc", "not-a-user,NORTH,North,IS"]
 
 
+@ON_SQLITE_ALONE
 def test_a_fifo_at_the_reject_files_name_is_refused_not_waited_on(cli, tmp_path):
     """Opening it for writing waited for a reader for ever (audit 20c)."""
     import os
@@ -903,6 +939,7 @@ def test_a_fifo_at_the_reject_files_name_is_refused_not_waited_on(cli, tmp_path)
     assert result.exit_code == 2 and "is not a regular file" in result.stderr
 
 
+@ON_SQLITE_ALONE
 def test_a_large_shared_reject_file_resolves_each_input_name_once(cli, tmp_path, monkeypatch):
     """A run keeps the other inputs' entries of a shared reject file, judging each by the
     file it names: resolving that name once per entry (system calls for each part of it) made
@@ -924,6 +961,7 @@ def test_a_large_shared_reject_file_resolves_each_input_name_once(cli, tmp_path,
     assert len(resolved) < 50
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_whose_input_holds_unicode_line_separators_stays_one_line(cli, engine, tmp_path):
     """U+2028 and U+2029 are line ends to Python's splitlines() and some editors: a reject's
     raw input holding them, written as it came, cut its reject file's line in three (review
@@ -937,6 +975,7 @@ def test_a_reject_whose_input_holds_unicode_line_separators_stays_one_line(cli, 
     assert json.loads(lines[0])["raw"] == odd
 
 
+@ON_SQLITE_ALONE
 def test_a_long_rejects_entry_escapes_line_separators_in_its_file_name(
     cli, engine, tmp_path, use_settings
 ):
@@ -954,6 +993,7 @@ def test_a_long_rejects_entry_escapes_line_separators_in_its_file_name(
     assert json.loads(lines[0])["file"].endswith("odd\u2028name.xml")
 
 
+@ON_SQLITE_ALONE
 def test_something_at_the_name_of_a_reject_files_partial_does_not_stop_the_runs(cli, tmp_path):
     """A run that replaces its input's entries writes the new file at `.NAME.partial` beside
     the old; a folder there (or another user's file in a sticky folder) stopped every run

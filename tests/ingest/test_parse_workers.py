@@ -25,6 +25,7 @@ from servicetrail.ingest.trail_load import CHUNK_LINES, ingest
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import sqlite_time
 from servicetrail.store.writer import _pg_time, _postgres_row
+from tests.conftest import ON_SQLITE_ALONE
 from tests.ingest.sat_line import METER, UTC, line
 
 
@@ -94,6 +95,7 @@ def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, use_set
     assert stored(engine) == with_workers
 
 
+@ON_SQLITE_ALONE
 def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, use_settings, monkeypatch):
     """A bug, not bad input (which is a reject): the worker's exception is raised here.
     (A truncated gzip, this test's failure once, is now a reject at its line.)"""
@@ -158,6 +160,7 @@ def test_workers_share_out_chunks_with_the_line_numbers_of_the_file(tmp_path, mo
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
+@ON_SQLITE_ALONE
 def test_a_gigabyte_of_blank_lines_is_read_past_in_runs_with_lines_numbered(
     engine, tmp_path, use_settings, workers
 ):
@@ -197,6 +200,7 @@ def _damaged(body: bytes, how: str) -> bytes:
 @pytest.mark.parametrize("workers", ["0", "2"])
 @pytest.mark.parametrize("how", ["junk after", "bad checksum", "cut short"])
 @pytest.mark.parametrize("ends", ["a record", "blank lines"])
+@ON_SQLITE_ALONE
 def test_damage_inside_or_after_a_run_of_blank_lines_is_at_its_own_line(
     engine, tmp_path, use_settings, workers, how, ends
 ):

@@ -19,6 +19,7 @@ from servicetrail.ingest.registry_csv import (
     parse_responsibility,
     parse_user,
 )
+from tests.conftest import ON_SQLITE_ALONE
 from tests.ingest.registry_files import (
     DEVICES_HEADER,
     METER,
@@ -147,6 +148,7 @@ def test_users_bad_rows_rejected_as_they_came_with_line_and_reason(cli, engine, 
     ]
 
 
+@ON_SQLITE_ALONE
 def test_rejects_option_is_honoured_and_stale_rejects_removed(cli, tmp_path):
     users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,N,IS\nbad,NORTH,N,IS\n")
     elsewhere = tmp_path / "out" / "my-rejects.jsonl"
@@ -164,6 +166,7 @@ def test_rejects_option_is_honoured_and_stale_rejects_removed(cli, tmp_path):
     assert not elsewhere.exists()
 
 
+@ON_SQLITE_ALONE
 def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engine, tmp_path):
     users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,N,IS\nbad,NORTH,N,IS\n")
     before = users.read_bytes()
@@ -183,6 +186,7 @@ def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engi
         "",  # empty file
     ],
 )
+@ON_SQLITE_ALONE
 def test_users_bad_header_is_a_clear_error_and_nothing_loads(cli, engine, tmp_path, header):
     users = write(tmp_path / "users.csv", header + f"{SOUTH_IS},SOUTH,South,IS\n" if header else "")
     result = cli("load", "users", users)
@@ -194,6 +198,7 @@ def test_users_bad_header_is_a_clear_error_and_nothing_loads(cli, engine, tmp_pa
     assert not (tmp_path / "users.rejects.jsonl").exists()
 
 
+@ON_SQLITE_ALONE
 def test_header_with_bom_crlf_other_order_and_case_is_read(cli, engine, tmp_path):
     content = (
         f"\ufeffRole, Party_ID ,user_id,party_name\r\nIS,NORTH,{NORTH_IS},\"North, Energy plc\"\r\n"
@@ -208,6 +213,7 @@ def test_header_with_bom_crlf_other_order_and_case_is_read(cli, engine, tmp_path
     assert rows(engine, "SELECT name FROM party") == [("North, Energy plc",)]
 
 
+@ON_SQLITE_ALONE
 def test_non_utf8_row_rejected_others_load(cli, engine, tmp_path):
     content = (
         USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n"
@@ -256,6 +262,7 @@ def test_devices_good_bad_and_reload(cli, engine, tmp_path):
     assert len(rows(engine, "SELECT device_id FROM device")) == 3
 
 
+@ON_SQLITE_ALONE
 def test_devices_bad_header(cli, engine, tmp_path):
     devices = write(
         tmp_path / "devices.csv", "device_id,type,smets\n00-DB-00-00-00-00-00-01,ESME,2\n"
@@ -460,6 +467,7 @@ def test_responsibilities_without_valid_to_column(cli, engine, registry):
     assert rows(engine, "SELECT party_id, valid_to FROM responsibility") == [("WIRES", None)]
 
 
+@ON_SQLITE_ALONE
 def test_responsibilities_bad_header(cli, engine, registry):
     resp = write(
         registry / "resp.csv",
@@ -490,6 +498,7 @@ def test_responsibilities_bad_header(cli, engine, registry):
         ("devices", "device_id,device_type,smets,note", f"{GAS},GSME,1,a gas meter", "note"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_column_the_file_does_not_have_is_refused_not_read_as_absent(
     cli, engine, registry, kind, header, row, unknown
 ):
@@ -514,6 +523,7 @@ def test_a_column_the_file_does_not_have_is_refused_not_read_as_absent(
         (USERS_HEADER.encode("utf-16-be").join([b"\xfe\xff", b""]), "is UTF-16 text"),
     ],
 )
+@ON_SQLITE_ALONE
 def test_an_empty_or_utf16_file_is_said_to_be_so(cli, engine, tmp_path, content, said):
     """An empty file was said to miss every column, and Excel's "Unicode Text" (UTF-16) got
     Python's csv error on new-line characters (audit 28a)."""
@@ -583,6 +593,7 @@ def test_a_trailing_comma_on_each_record_but_not_the_header_holds_nothing(cli, e
     assert "6 fields; the header names 4" in entry["reason"]
 
 
+@ON_SQLITE_ALONE
 def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
     result = cli("load", "parties", tmp_path / "x.csv")
     assert result.exit_code == 2
@@ -767,6 +778,7 @@ def test_a_refused_users_line_names_no_party(cli, engine, tmp_path, monkeypatch,
     assert rows(engine, "SELECT name FROM party WHERE party_id = 'EAST'") == [("East Energy",)]
 
 
+@ON_SQLITE_ALONE
 def test_a_header_quoted_after_a_byte_order_mark_is_read(cli, engine, tmp_path):
     """PowerShell's Export-Csv writes a byte order mark, quotes every field and ends lines
     with CRLF: the header was refused as missing user_id (audit, session 17)."""
@@ -806,6 +818,7 @@ def test_the_look_ahead_keeps_few_intervals_of_a_file_that_gives_each_once(tmp_p
 # --- found missing by mutation testing (audit 29b) ----------------------------------------
 
 
+@ON_SQLITE_ALONE
 def test_a_load_that_rejects_nothing_names_no_reject_file(cli, tmp_path):
     users = write(tmp_path / "users.csv", USERS_HEADER + "90-B3-D5-1F-30-02-00-01,NORTH,North,IS\n")
     devices = write(tmp_path / "devices.csv", DEVICES_HEADER + f"{METER},ESME,2\n")

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.ingest.satjsonl import parse_values
+from tests.conftest import ON_SQLITE_ALONE
 from tests.personas import starts_with_personas
 from tests.ingest.sat_records import (
     DCC,
@@ -197,6 +198,7 @@ def test_bad_lines_rejected_with_line_reason_and_raw(cli, engine, tmp_path):
     assert count(engine, "sat_record") == 3
 
 
+@ON_SQLITE_ALONE
 def test_invalid_utf8_line_rejected(cli, engine, tmp_path):
     path = tmp_path / "bytes.jsonl"
     path.write_bytes(json.dumps(rec(counter=1)).encode() + b"\n" + b'{"kind": "caf\xe9"}\n')
@@ -231,6 +233,7 @@ def test_duplicates_within_a_file_and_across_offsets(cli, engine, tmp_path):
     ]
 
 
+@ON_SQLITE_ALONE
 def test_rejects_option_and_clean_reload_exit_zero(cli, engine, tmp_path):
     path = write_lines(tmp_path / "r.jsonl", [json.dumps(rec(counter=1)), "oops"])
     target = tmp_path / "elsewhere.jsonl"
@@ -246,6 +249,7 @@ def test_rejects_option_and_clean_reload_exit_zero(cli, engine, tmp_path):
     assert not target.exists()
 
 
+@ON_SQLITE_ALONE
 def test_gzip_and_ndjson_inputs(cli, engine, tmp_path):
     gz = tmp_path / "day.jsonl.gz"
     with gzip.open(gz, "wt", encoding="utf-8") as f:
@@ -259,6 +263,7 @@ def test_gzip_and_ndjson_inputs(cli, engine, tmp_path):
     assert sorted(g["payload"] or "" for g in stored(engine)) == ["", "zipped"]
 
 
+@ON_SQLITE_ALONE
 def test_empty_file_and_all_rejected(cli, engine, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -273,6 +278,7 @@ def test_empty_file_and_all_rejected(cli, engine, tmp_path):
     assert count(engine, "sat_record") == 0
 
 
+@ON_SQLITE_ALONE
 def test_unreadable_inputs_are_clear_errors(cli, engine, tmp_path):
     other = tmp_path / "records.txt"
     other.write_text("user_id,party_id\n")  # neither XML nor JSON Lines
@@ -284,6 +290,7 @@ def test_unreadable_inputs_are_clear_errors(cli, engine, tmp_path):
     assert count(engine, "sat_record") == 0
 
 
+@ON_SQLITE_ALONE
 def test_reject_files_are_named_after_their_input_whole(cli, engine, tmp_path):
     """Only the last extension goes: sat.2025-01.jsonl and sat.2025-02.jsonl have reject
     files of their own (cut at the first dot, they once shared sat.rejects.jsonl)."""
@@ -314,6 +321,7 @@ def test_reject_files_are_named_after_their_input_whole(cli, engine, tmp_path):
     assert [r["raw"] for r in rejects_of(target)] == ["jan-bad", "feb-bad", "feb-worse"]
 
 
+@ON_SQLITE_ALONE
 def test_a_run_replaces_its_own_rejects_and_keeps_another_inputs(cli, engine, tmp_path):
     shared = tmp_path / "shared.rejects.jsonl"
     jan = write_lines(tmp_path / "jan.jsonl", [json.dumps(rec(counter=1)), "jan-bad"])
@@ -333,6 +341,7 @@ def test_a_run_replaces_its_own_rejects_and_keeps_another_inputs(cli, engine, tm
     assert [r["raw"] for r in rejects_of(shared)] == ["feb-bad"]
 
 
+@ON_SQLITE_ALONE
 def test_a_reject_file_given_as_input_is_never_overwritten(cli, engine, tmp_path):
     path = write_lines(tmp_path / "traffic.jsonl", [json.dumps(rec(counter=1)), "bad"])
     cli("ingest", path)
@@ -348,6 +357,7 @@ def test_a_reject_file_given_as_input_is_never_overwritten(cli, engine, tmp_path
     assert refused.exit_code != 0 and path.exists()
 
 
+@ON_SQLITE_ALONE
 def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path):
     folder = tmp_path / "drop"
     (folder / "sub").mkdir(parents=True)
@@ -371,6 +381,7 @@ def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path)
     assert count(engine, "sat_record") == 3
 
 
+@ON_SQLITE_ALONE
 def test_a_folders_files_are_loaded_or_said_skipped_whatever_their_names(cli, engine, tmp_path):
     """Any name holding `.rejects.`, and hidden files, were skipped without a word: records
     in `x.rejects.fixed.jsonl` (an operator's corrected rejects) never loaded (audit 28a).
@@ -388,6 +399,7 @@ def test_a_folders_files_are_loaded_or_said_skipped_whatever_their_names(cli, en
     assert "old.rejects" not in result.stderr
 
 
+@ON_SQLITE_ALONE
 def test_a_file_named_otherwise_is_read_by_its_first_bytes(cli, engine, tmp_path):
     sat = write_lines(tmp_path / "traffic.txt", [json.dumps(rec(counter=1))])
     assert cli("ingest", sat).stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
@@ -397,6 +409,7 @@ def test_a_file_named_otherwise_is_read_by_its_first_bytes(cli, engine, tmp_path
     assert refused.exit_code == 2 and "neither DUIS XML nor JSON Lines" in refused.stderr
 
 
+@ON_SQLITE_ALONE
 def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engine, tmp_path):
     path = write_lines(tmp_path / "in.jsonl", [json.dumps(rec(counter=1)), "bad"])
     before = path.read_bytes()
@@ -466,6 +479,7 @@ def test_a_conflicting_resend_is_rejected_naming_the_stored_record(cli, engine, 
     assert f"stored record {after[1]['id']}" in rejects[2]["reason"]
 
 
+@ON_SQLITE_ALONE
 def test_a_misspelt_field_is_rejected_and_the_line_put_right_loads(cli, engine, tmp_path):
     """A misspelt field was taken for a missing one: the request was stored without its body,
     and the line put right was a conflict with it for ever after (audit 35c)."""
@@ -493,6 +507,7 @@ def test_a_misspelt_field_is_rejected_and_the_line_put_right_loads(cli, engine, 
         ('{{rest}, "payload":"{\\"a\\":1}"}', None),
     ],
 )
+@ON_SQLITE_ALONE
 def test_a_field_given_twice_is_rejected_not_taken_at_its_last(cli, engine, tmp_path, line, field):
     """orjson keeps a repeated key's last value: the first was dropped without a word, and
     a line that says two things was stored as one of them (audits 42b, 43a)."""
@@ -514,6 +529,7 @@ def test_a_field_given_twice_is_rejected_not_taken_at_its_last(cli, engine, tmp_
     )
 
 
+@ON_SQLITE_ALONE
 def test_a_line_nested_deeper_than_the_exact_check_reads_is_a_reject_and_the_rest_loads(
     cli, engine, tmp_path
 ):
@@ -569,6 +585,7 @@ def test_a_title_only_item_is_refused_as_not_a_record(cli, engine, tmp_path):
     assert all(r["reason"].startswith("a title-only item (access mp141)") for r in rejected)
 
 
+@ON_SQLITE_ALONE
 def test_records_on_lines_ending_in_cr_alone_are_said_so(cli, engine, tmp_path):
     """One line of three records was "not JSON", and nothing said why (audit 35c)."""
     path = tmp_path / "cr.jsonl"
@@ -587,6 +604,7 @@ def test_records_on_lines_ending_in_cr_alone_are_said_so(cli, engine, tmp_path):
     assert said["reason"].startswith("not JSON") and "carriage return" not in said["reason"]
 
 
+@ON_SQLITE_ALONE
 def test_utf16_json_lines_are_refused_whole_saying_so(cli, engine, tmp_path):
     """Split on its line ends, each line was a reject of its own, none saying why (35c)."""
     path = tmp_path / "u16.jsonl"
@@ -629,6 +647,7 @@ def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("workers", ["0", "2"])
+@ON_SQLITE_ALONE
 def test_a_line_longer_than_any_records_is_rejected_unread_and_copied_whole(
     cli, engine, tmp_path, monkeypatch, use_settings, compressed, workers
 ):
@@ -668,6 +687,7 @@ def test_a_line_longer_than_any_records_is_rejected_unread_and_copied_whole(
 
 
 @pytest.mark.parametrize("field", ["user_id", "device_id", "srv", "kind", "logged_at"])
+@ON_SQLITE_ALONE
 def test_a_reason_quotes_a_long_value_cut_short(cli, engine, tmp_path, field):
     """A reason is one line: a 1 MB field made a 1 MB reason (audit, session 17)."""
     # a time: spaces around it are taken off before it is judged, so its text is short
@@ -683,6 +703,7 @@ def test_a_reason_quotes_a_long_value_cut_short(cli, engine, tmp_path, field):
 
 
 @pytest.mark.parametrize("capture", [False, True], ids=["sat", "duis-capture"])
+@ON_SQLITE_ALONE
 def test_a_line_that_is_not_utf8_is_said_to_be_so(cli, engine, tmp_path, capture):
     """Its reason was orjson's "str is not valid UTF-8: surrogates not allowed" (audit 28a)."""
     good = json.dumps(rec(counter=1)).encode()
@@ -710,6 +731,7 @@ def test_the_first_byte_that_is_not_utf8_is_counted_from_one():
 # --- found missing by mutation testing (audit 30b) ----------------------------------------
 
 
+@ON_SQLITE_ALONE
 def test_a_file_named_otherwise_is_read_by_its_first_bytes_after_a_byte_order_mark(
     cli, engine, tmp_path
 ):
