@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The lease round's look for the watches with a delivery due (`watch_sql.due_watches`), timed
+"""The lease round's look for the watches with a delivery due (`outbox_sql.due_watches`), timed
 on two shapes of one backlog: one watch holding all of it (a Party whose receiver fails, or
 is slow, on purpose), and many watches with a few due each; never analysed and analysed
 (audit 62i, after 62g found the first, analysed, read by a Seq Scan and a Sort):
@@ -34,7 +34,7 @@ from devsupport.pg_server import PgServer  # noqa: E402
 from servicetrail.domain.watches import watch_spec  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 from servicetrail.store.schema import UtcDateTime  # noqa: E402
-from servicetrail.store.watch_sql import due_watches, kept_gone  # noqa: E402
+from servicetrail.store.outbox_sql import due_watches, kept_gone  # noqa: E402
 from servicetrail.store.watch_tables import watch, webhook_outbox  # noqa: E402
 from servicetrail.store.watches import create_watch  # noqa: E402
 from tests import personas as P  # noqa: E402

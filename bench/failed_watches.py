@@ -12,7 +12,7 @@ Scan):
 
 Each figure is the median of 21 looks (ms), as it was and as it is taking turns; as it was,
 in a transaction that drops 0030's index and is rolled back. With the plan of one more.
-`--read windows`: the failing watch's two windows instead (`watch_sql.failed_window`, read
+`--read windows`: the failing watch's two windows instead (`outbox_sql.failed_window`, read
 with sorts off as `watches._failing` reads them), as they were (`watch_id = id`, ordered by
 the retry time: audit 63i) and as they are, both with 0030's index.
 """
@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine  # noqa: E402
 
 from devsupport.pg_server import PgServer  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
-from servicetrail.store.watch_sql import failed_window  # noqa: E402
+from servicetrail.store.outbox_sql import failed_window  # noqa: E402
 from servicetrail.store.watches import FAILING_WINDOW  # noqa: E402
 
 SHAPES = {"many": (50, 4_000), "two": (2, 100_000), "one": (1, 200_000)}

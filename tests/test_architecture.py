@@ -26,8 +26,10 @@ MAY_TOUCH_SAT_TABLES = {
     "store/device_search.py",
     "store/index_search.py",
     "store/request_search.py",
-    # watches: the rule's own clauses with the viewer as a column, for many Parties at once
+    # watches and their webhook deliveries: the rule's own clauses with the viewer as a column,
+    # for many Parties at once
     "store/watch_sql.py",
+    "store/outbox_sql.py",
     # the verifiable logs: a record's leaf is made from its stored row (SPEC section 7)
     "store/log_records.py",
     # db check: the triggers that keep the trail append-only, by table name (it reads no row)

@@ -17,7 +17,8 @@ from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_
 from servicetrail.store import watch_events, watch_matcher
 from servicetrail.store import watches as store_watches
 from servicetrail.store.outbox import lease_due
-from servicetrail.store.watch_sql import due_watches, newest_record_id
+from servicetrail.store.outbox_sql import due_watches
+from servicetrail.store.watch_sql import newest_record_id
 from servicetrail.store.watch_tables import watch, watch_cursor, webhook_outbox
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watches import WatchLimit, create_watch, delete_watch, list_watches
@@ -721,7 +722,7 @@ def test_a_lease_walks_the_outbox_in_its_index_order_without_sorting_it(tmp_path
     receiver that was down): a lease must stop at its page, not sort the crowd first. A
     tie-break in the ORDER BY made SQLite sort every due row (1 s a lease at 370k due)."""
     from servicetrail.store.engine import open_store
-    from servicetrail.store.watch_sql import due_deliveries
+    from servicetrail.store.outbox_sql import due_deliveries
 
     engine = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
     try:

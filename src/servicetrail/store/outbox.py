@@ -32,7 +32,7 @@ from sqlalchemy.sql import Select
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
-from .watch_sql import (
+from .outbox_sql import (
     due_deliveries,
     due_watches,
     held_keys,
@@ -86,7 +86,7 @@ def lease_due(
     given those leased, in the same transaction and generic plans (the access log's entries
     for them: `logged_reads.lease_deliveries`).
 
-    Each watch's rows come by an index probe of their own (`watch_sql.due_deliveries`): a
+    Each watch's rows come by an index probe of their own (`outbox_sql.due_deliveries`): a
     watch given nothing (its receiver is busy) costs nothing, however much of it is due."""
     if conn.execute(_first_due(), {"now": now}).first() is None:
         return []  # nothing due: no lock taken (the worker asks ten times a second)

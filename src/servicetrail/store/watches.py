@@ -23,7 +23,8 @@ from .outbox import delete_deliveries_of
 from .outbox_gone import GONE_REASON
 from .read_transaction import owner_read_limits
 from .row_locks import lock_giving_way
-from .watch_sql import failed_window, kept_gone, newest_record_id
+from .outbox_sql import failed_window, kept_gone
+from .watch_sql import newest_record_id
 from .watch_tables import (
     FAILED_DELIVERY,
     MATCHER_CURSOR,
@@ -180,7 +181,7 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
     retried last. A receiver that does not answer (or a name that does not resolve) is
     otherwise seen nowhere for days of retries. One statement finds the watches with any (a
     page of 200 healthy watches made 200 reads), then two reads of at most FAILING_WINDOW
-    deliveries each of those (watch_sql.failed_window): a dead receiver's 100,000 pending
+    deliveries each of those (outbox_sql.failed_window): a dead receiver's 100,000 pending
     deliveries walked in full cost its Party's Watches page seconds (review 22e), and so did
     20,000 that a correction hid (audit 61c).
 
@@ -200,7 +201,7 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
     # walked each watch's healthy deliveries whole (50 watches of 4,000: 108-483 ms); with
     # `watch_id = id`, analysed while one watch held the outbox, a Seq Scan up to the first
     # failed row (10-38 ms). The watch bounded as a range, in the index's order (as
-    # watch_sql.due_watches' probe): any other plan sorts every failed row first (63c).
+    # outbox_sql.due_watches' probe): any other plan sorts every failed row first (63c).
     w = watch.c
     retried = (
         select(o.watch_id)
@@ -244,7 +245,7 @@ def _failing_one(conn: Connection, watch_id: int, postgresql: bool) -> dict[str,
 @contextmanager
 def _sorts_off(conn: Connection) -> Iterator[None]:
     """PostgreSQL's `enable_sort` off within the block, for the windows of `_failing` alone
-    (watch_sql.failed_window), whose plans without a sort walk an index in the window's
+    (outbox_sql.failed_window), whose plans without a sort walk an index in the window's
     order: the watch's entries of the failed ones' `(watch_id, next_attempt_at)` (0030). An
     outbox PostgreSQL has not analysed yet (a new store's first backlog, for a minute or so)
     it takes for one row, and each window sorted the watch's whole backlog: 200,000
