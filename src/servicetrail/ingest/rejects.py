@@ -22,7 +22,6 @@ import re
 import stat
 import sys
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -31,9 +30,9 @@ from typing import IO
 import orjson
 
 from ..output import line_ends_escaped
-from .descriptors import inherited
 from .sources import PIECE as _PIECE
 from .sources import FRESH_SUFFIX, REJECTS_SUFFIX, Span, UnreadableInput, open_binary
+from .stream_names import STANDARD_OUTPUT, descriptor_named, inherited_stream, stream_hop
 
 
 class RejectsOverInput(UnreadableInput):
@@ -107,53 +106,6 @@ def _resolved_text(name: str) -> str:
 # (whoever may write the folder could point it anywhere; a named link is not opened so)
 _WRITING = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
 _NEW = os.O_CREAT | os.O_EXCL
-
-
-_STANDARD_OUTPUT = 1
-_STREAM_NAMES = {"/dev/stdout": _STANDARD_OUTPUT, "/dev/stderr": 2}
-
-
-def _descriptor_named(text: str) -> int | None:
-    """The descriptor that a name of this process's own streams names (/dev/stderr,
-    /dev/fd/2, /proc/self/fd/2, /proc/<pid>/task/<tid>/fd/2), if it names one."""
-    if text in _STREAM_NAMES:
-        return _STREAM_NAMES[text]
-    # the loader resolves a reject file's folder: /dev/fd/2 comes as /proc/<this pid>/fd/2
-    pid = os.getpid()
-    for folder in (
-        "/dev/fd/",
-        "/proc/self/fd/",
-        f"/proc/{pid}/fd/",
-        f"/proc/{pid}/task/{threading.get_native_id()}/fd/",
-    ):
-        number = text.removeprefix(folder)
-        if text.startswith(folder) and number.isdigit() and number.isascii():
-            return int(number)
-    return None
-
-
-def _inherited_stream(path: Path) -> int | None:
-    """The descriptor this process was started with that `path` names, if it names one."""
-    number = _descriptor_named(os.path.normpath(str(path)))
-    return number if number is not None and inherited(number) else None
-
-
-def _stream_hop(path: Path) -> Path | None:
-    """The name of one of this process's descriptors (`/dev/stderr`, `/dev/fd/2`,
-    `/proc/self/fd/2`) that the link, or a link it leads through, is, if any: then the
-    rejects go down that stream, whatever file or pipe it ends at. Rewritten as the file it
-    ended at, a log that `2>>log` was adding to was refused and a pipe's `pipe:[...]` could
-    not be opened (review 28d); opened anew, `2>log` had its first entries written over
-    (28e). Each hop is followed as the kernel does, its folder's links first (28f)."""
-    hop = Path(os.path.realpath(path.parent)) / path.name
-    for _ in range(40):  # the kernel's own limit on links followed
-        if _descriptor_named(str(hop)) is not None:
-            return hop
-        if not hop.is_symlink():
-            return None
-        folder, name = os.path.split(os.path.join(os.path.realpath(hop.parent), os.readlink(hop)))
-        hop = Path(os.path.realpath(folder)) / name
-    return None
 
 
 def _fresh_path(path: Path) -> Path:
@@ -249,7 +201,7 @@ class RejectFile:
         self._emptied = False
         self._fresh: int | None = None  # the file taking the held one's place at the end
         self._fresh_name = _fresh_path(path)  # and its name
-        self._stream: Path | None = None  # the stream a link given leads to (_stream_hop)
+        self._stream: Path | None = None  # the stream a link given leads to (stream_hop)
         if _one_of(path, inputs):
             raise RejectsOverInput(
                 f"the reject file {self.shown} would overwrite an input; name another with "
@@ -262,16 +214,16 @@ class RejectFile:
             )
         # one not open yet counts too: at the first reject, /dev/fd/6 was the input being
         # read, and the rejects were added to it (review 47b)
-        names_one = _descriptor_named(os.path.normpath(str(path))) is not None
-        self._stream = _stream_hop(path) if path.is_symlink() else None
-        if _descriptor_named(os.path.normpath(str(self._stream or path))) == _STANDARD_OUTPUT:
+        names_one = descriptor_named(os.path.normpath(str(path))) is not None
+        self._stream = stream_hop(path) if path.is_symlink() else None
+        if descriptor_named(os.path.normpath(str(self._stream or path))) == STANDARD_OUTPUT:
             # where the summary line goes: a pipe of the rejects got it among their lines
             # (review 47j), as `--rejects -` is refused for
             raise NotARejectFile(
                 f"the reject file {self.shown} is standard output, which carries the summary "
                 "line; name a file, or /dev/stderr"
             )
-        if (self._stream or names_one) and _inherited_stream(self._stream or path) is None:
+        if (self._stream or names_one) and inherited_stream(self._stream or path) is None:
             raise NotARejectFile(
                 f"the reject file {self.shown} names a descriptor this command did not start "
                 "with (its store, say); name a file, or /dev/stderr"
@@ -497,7 +449,7 @@ class RejectFile:
             if self._fd is not None:
                 held = self._fresh if self._fresh is not None else self._fd
                 self._out = open(os.dup(held), "ab")
-            elif (inherited := _inherited_stream(self._stream or self.path)) is not None:
+            elif (inherited := inherited_stream(self._stream or self.path)) is not None:
                 # the command's own stream, written through: opened again, a stream the shell
                 # sent to a file (2>log) had its own offset, and its next lines overwrote the
                 # rejects written through the new one (audit 25d)
