@@ -273,24 +273,3 @@ def test_a_reads_seal_reads_each_log_once(engine):
     # 33 on SQLite and 34 on PostgreSQL before, 20 and 22 after session 62; 15 and 17 now,
     # 3 of them the listed log's: a ceiling with a little room
     assert len(sent) <= 18, "\n".join(sent)
-
-
-# --- found missing by mutation testing (audit 30b) ----------------------------------------
-
-
-def test_access_log_leaves_are_read_in_half_open_slices(engine):
-    """ml5: `log verify` reads the access log's entries in [low, high) slices, one a worker:
-    an entry at a slice's end, read in both, was checked and counted twice."""
-    from servicetrail.domain.access_log import Reader, Tally
-    from servicetrail.store.access_log import append_entry, entries_after
-    from servicetrail.store.merkle_log import access_leaves
-
-    reader = Reader(NORTHPOWER, "np.analyst", "api")
-    with engine.connect() as conn:
-        for n in range(6):
-            append_entry(conn, reader, "search", {"n": str(n)}, Tally())
-        ids = [entry.id for entry in entries_after(conn, 0, 100)]
-        assert len(ids) == 6
-        slices = [(ids[0], ids[3]), (ids[3], ids[5] + 1)]
-        read = [entry_id for low, high in slices for entry_id, _ in access_leaves(conn, low, high)]
-    assert read == ids

@@ -44,7 +44,7 @@ from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import records_with_derived_fields
 from .log_kept import Kept
 from .log_retirement import signed_retirements, verifiers_of
-from .merkle_log import FAMILIES, family_named
+from .log_families import FAMILIES, family_named
 from .log_roots import ROWS_A_FETCH, Note, Roots, roots
 from .partitions import dropped_by_hand_said, months_dropped_by_hand
 

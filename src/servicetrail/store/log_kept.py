@@ -18,7 +18,7 @@ from ..domain.checkpoint import (
     verify_by_any,
 )
 from ..signing import ed25519_check
-from .merkle_log import FAMILIES
+from .log_families import FAMILIES
 
 
 @dataclass

@@ -34,7 +34,8 @@ from ..signing import Signer, ed25519_check
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_tables import log_leaf, log_pending, log_retirement, log_unsealed
 from .log_tree import any_text, latest_checkpoint
-from .merkle_log import FAMILIES, family_named, lock_family, lock_sealing, remember_key
+from .log_families import FAMILIES, family_named
+from .merkle_log import lock_family, lock_sealing, remember_key
 
 
 class NoSigner(Exception):

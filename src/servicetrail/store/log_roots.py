@@ -24,7 +24,7 @@ from .access_writer import ACCESS_FAMILY
 from .driver_sql import parameter_mark
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_tree import TILE, StoredCheckpoint
-from .merkle_log import family_named
+from .log_families import family_named
 from .partitions import month_dropped
 
 # rows a streamed read of leaves or entries fetches at a time (this pass's and pass 1's)

@@ -27,7 +27,7 @@ subtree hash a proof or root needs folds from at most 15 stored hashes of one le
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,10 +38,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
-from ..domain.access_log import leaf_data
 from ..signing import Signer, log_prefix, signer_for, trust_first
-from .access_log import entries_after
-from .access_writer import ACCESS_FAMILY
 from .driver_sql import parameter_mark
 from .engine import waiting_at_most
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
@@ -53,8 +50,8 @@ from .log_copy import (
     runs_of_columns,
     sqlite_parameters,
 )
+from .log_families import family_named
 from .log_records import FAMILY as RECORD_FAMILY
-from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_pending, log_verifier_key
 from .log_tree import TILE, LogDamaged, StoredTree, latest_checkpoint, verifier_keys
 
@@ -69,55 +66,6 @@ _FAMILY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs.' || %s
 DIRECT_FAMILIES = (RECORD_FAMILY,)
 # (entry id, month, leaf hash, salt or None)
 QueuedLeaf = tuple[int, str, bytes, bytes | None]
-
-
-# (entry id, its leaf hash recomputed from the stored entry, or None when it cannot have one)
-LeafSource = Callable[[Connection, int, int], Iterator[tuple[int, bytes | None]]]
-
-
-@dataclass(frozen=True)
-class LogFamily:
-    """A kind of entry that has monthly logs: its `family` key, its origin's part after the
-    prefix ("" for records: `<prefix>/<YYYY-MM>`; "access/": `<prefix>/access/<YYYY-MM>`),
-    the word `log verify` names an entry with, the table its entries are stored in, and its
-    leaf source: the stored entries with ids in [low, high), in id order."""
-
-    family: str
-    infix: str
-    noun: str
-    table: str
-    leaves: LeafSource
-
-    def origin(self, prefix: str, month: str) -> str:
-        return f"{prefix}/{self.infix}{month}"
-
-
-def access_leaves(conn: Connection, low: int, high: int) -> Iterator[tuple[int, bytes | None]]:
-    """Every stored access-log entry's leaf hash in [low, high), recomputed from its row."""
-    after = low - 1
-    while entries := entries_after(conn, after, 10_000):
-        for entry in entries:
-            if entry.id >= high:
-                return
-            try:
-                leaf: bytes | None = merkle.leaf_hash(leaf_data(entry))
-            except (TypeError, ValueError):  # a column that is not UTF-8 text (log_audit)
-                leaf = None
-            yield entry.id, leaf
-        after = entries[-1].id
-
-
-FAMILIES: tuple[LogFamily, ...] = (
-    LogFamily(RECORD_FAMILY, "", "record", RECORD_TABLE, record_leaf_hashes),
-    LogFamily(ACCESS_FAMILY, "access/", "access-entry", "access_log", access_leaves),
-)
-
-
-def family_named(name: str) -> LogFamily:
-    for each in FAMILIES:
-        if each.family == name:
-            return each
-    raise KeyError(f"no log family {name!r}")
 
 
 # ------------------------------------------------------------------ writing
