@@ -22,7 +22,7 @@ from servicetrail.store.engine import make_engine, open_store
 from servicetrail.store.log_partitions import TABLES as LOG_TABLES
 from servicetrail.store.log_partitions import partition_name as log_partition
 from servicetrail.store.partitions import PARTITIONED, ensure_months
-from servicetrail.store.writer import record_row, row_maker
+from servicetrail.store.record_rows import record_row, row_maker
 from tests.store.stamped_behind import stamped_behind
 
 USER = "90-B3-D5-1F-30-02-00-01"

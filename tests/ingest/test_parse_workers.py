@@ -24,7 +24,8 @@ from servicetrail.ingest import trail_load as load
 from servicetrail.ingest.trail_load import CHUNK_LINES, ingest
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import sqlite_time
-from servicetrail.store.writer import _pg_time, _postgres_row
+from servicetrail.store.record_rows import _postgres_row
+from servicetrail.store.writer import _pg_time
 from tests.conftest import ON_SQLITE_ALONE
 from tests.ingest.sat_line import METER, UTC, line
 

@@ -29,14 +29,8 @@ from ..store.limits import DEADLOCK_DETECTED
 from ..store.log_partitions import retired_logs
 from ..store.log_records import FAMILY as RECORD_FAMILY
 from ..store.merkle_log import seal_store
-from ..store.writer import (
-    Row,
-    append_leaves,
-    append_rows,
-    leaves_committed,
-    record_row,
-    row_maker,
-)
+from ..store.record_rows import Row, record_row, row_maker
+from ..store.writer import append_leaves, append_rows, leaves_committed
 from . import duis, satjsonl
 from .conflicts import Conflicts
 from .rejects import RejectFile, default_rejects_path
@@ -277,7 +271,7 @@ def _xml_files(
 ) -> Iterator[Chunk]:
     """Bare DUIS documents, one a file. A request in one carries no time of its own: it is
     timed by --logged-at or the file's modification time, and identified by its content and
-    file name (store.writer.identity_key), so touching the file and ingesting it again adds
+    file name (store.record_rows.bare_file_key), so touching the file and ingesting it again adds
     nothing."""
     rows: list[Row] = []
     rejected: list[tuple[Any, ...]] = []

@@ -33,7 +33,7 @@ UTC = timezone.utc
 # the partial index that serves it must say it alike, for the engine to match them
 SHARED_KINDS = tuple(sorted(kind.value for kind in MP141_KINDS))
 SHARED_KINDS_SQL = f"kind IN ({', '.join(repr(k) for k in SHARED_KINDS)})"
-FROM_A_BARE_FILE_SQL = "identity_key LIKE 'f:%'"  # store.writer.BARE_FILE
+FROM_A_BARE_FILE_SQL = "identity_key LIKE 'f:%'"  # store.record_rows.BARE_FILE
 # A record whose User is neither User its Request ID names (`originator:target:counter`, each
 # an EUI-64 of 23 characters), or, of the kinds rule 3 shares, whose Device is not the
 # target: what a search by Request ID cannot find by the target's intervals alone (0025,
@@ -178,8 +178,8 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
         Column("execution_at", UtcDateTime, nullable=True),
         Column("subject_device_id", String(23), nullable=True),
         # identity (SPEC section 4): what besides Request ID, kind and time tells two messages
-        # apart (store.writer.identity_key), and the content digest that tells a re-sent
-        # message from a conflicting one
+        # apart (store.record_rows: response_key, bare_file_key), and the content digest that
+        # tells a re-sent message from a conflicting one
         Column("identity_key", String(24), nullable=False, server_default=""),
         Column("digest", LargeBinary(16), nullable=True),  # NULL: stored before 0004
         # the natural key makes re-loading idempotent; it also serves Request ID look-ups
