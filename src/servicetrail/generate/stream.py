@@ -64,7 +64,10 @@ from .world import (
 
 _MARGIN = 15 * 60_000  # the last request leaves room for its responses before World.end
 
-# Message tuples, as the stream yields them (plain tuples: they are made millions of times).
+# Message tuples, as the stream yields them (plain tuples: they are made millions of times):
+# (t_ms since the epoch, seq, kind, request_id, srv, user_id, device_id, response_code, DUIS
+# document, command_variant), the SAT record of SPEC section 4.1 that the DUIS document
+# becomes, plus the document.
 T, SEQ, KIND, REQUEST_ID, SRV, USER_ID, DEVICE_ID, CODE, DOCUMENT, COMMAND_VARIANT = range(10)
 Message = tuple[int, int, str, str, str, str, str, str, str, int | None]
 
@@ -78,10 +81,6 @@ class _Exchange(NamedTuple):
     user: str
     device_id: str
 
-
-"""(t_ms since the epoch, seq, kind, request_id, srv, user_id, device_id, response_code, DUIS
-document, command_variant): the SAT record of SPEC section 4.1 that the DUIS document becomes, plus
-the document."""
 
 # how likely a request of each SRV is to be future-dated (none for an SRV that cannot be)
 _FUTURE_SHARE = {
