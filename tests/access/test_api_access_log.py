@@ -13,6 +13,7 @@ from servicetrail.web.app import create_app
 from tests.conftest import ON_SQLITE_ALONE
 from tests import personas as P
 from tests.access.conftest import LATE_REQUEST_ID
+from tests import rfc9162
 
 PASSWORD = "correct horse battery staple"
 
@@ -333,7 +334,6 @@ def test_an_access_logs_consistency_proofs_are_an_auditors_only(client, engine, 
     import base64
 
     from servicetrail.store.merkle_log import seal_store
-    from tests import rfc9162
 
     def access_checkpoint() -> tuple[str, int, bytes]:
         seal_store(engine)

@@ -27,6 +27,7 @@ from tests.ingest.sat_records import (
     utc,
     write_lines,
 )
+from tests import personas as P
 
 LOOK_OU = "90-B3-D5-1F-30-02-00-41"
 
@@ -547,8 +548,6 @@ def test_a_line_nested_deeper_than_the_exact_check_reads_is_a_reject_and_the_res
 def test_a_partys_own_export_reads_back_as_duplicates(cli, engine, tmp_path):
     """The other fields of an API item or a report row are ignored, not refused as unknown:
     refused, re-ingesting an export no longer said it matched the store (review 35f)."""
-    from tests import personas as P
-
     P.load_personas(engine)
     shown = cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl")
     own = [line for line in shown.stdout.splitlines() if json.loads(line)["access"] == "own"]
@@ -569,8 +568,6 @@ def test_a_title_only_item_is_refused_as_not_a_record(cli, engine, tmp_path):
     back, each was "a conflict with stored record N, different content", which told the
     analyst nothing (review of the README, session 37). Such an item is refused saying what it
     is; the Party's own items are duplicates as before."""
-    from tests import personas as P
-
     P.load_personas(engine)
     shown = cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl").stdout.splitlines()
     titles = [line for line in shown if json.loads(line)["access"] == "mp141"]

@@ -23,6 +23,7 @@ from servicetrail.store.writer import append_records, load_device, load_responsi
 from servicetrail.store.partitions import _add_months, ensure_months
 from tests.personas import starts_with_personas
 from tests.store.log_fixtures import store_key
+from tests import personas as P
 
 UTC = timezone.utc
 
@@ -225,7 +226,6 @@ def test_retention_takes_the_watches_events_and_deliveries_of_the_months_it_drop
     from servicetrail.store.watch_matcher import catch_up
     from servicetrail.store.watches import create_watch
     from servicetrail.webhooks.signing import new_secret
-    from tests import personas as P
 
     P.load_personas(pg)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -392,8 +392,6 @@ def test_reads_work_whatever_date_style_zone_or_row_security_the_database_sets(
     set to `SQL, DMY` (or German, or Postgres) made every read a traceback, every answer a
     500. With row_security off, PostgreSQL refused every read under a policy, and the error
     blamed a missing role. The engine's connections set their own, as they set their zone."""
-    from tests import personas as P
-
     _set_on_the_database(pg_url, setting)
     engine = open_store(pg_url)
     P.load_personas(engine)
@@ -420,8 +418,6 @@ def test_times_are_read_in_utc_whatever_the_servers_time_zone(pg_url, zone) -> N
     1 BC, by London's old -00:01:15, and one at +14 the last instant of 9999 in the year
     10000: psycopg cannot read either, and every list holding the record was a 500 (audit
     25b)."""
-    from tests import personas as P
-
     _set_on_the_database(pg_url, f"timezone TO '{zone}'")
     engine = open_store(pg_url)  # connections made after the change take the zone
     P.load_personas(engine)
