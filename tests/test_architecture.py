@@ -344,7 +344,6 @@ def test_the_interfaces_use_neither_the_rules_internals_nor_private_store_names(
                     offenders.append(f"{name}:{node.lineno} {module}.{alias.name}")
                 if module == "domain.visibility" and alias.name in (
                     "decide",
-                    "audiences",
                     "audiences_at",
                 ):
                     offenders.append(

@@ -92,21 +92,6 @@ def decide(viewer: Viewer, record: SatRecord, registry: Iterable[Responsibility]
     return Decision(None, 4, "not visible to you")
 
 
-def audiences(
-    record: SatRecord, owner_party: str | None, registry: Iterable[Responsibility]
-) -> dict[str, Access]:
-    """Every Party that may see `record`, and how: what `decide()` answers for each Party,
-    asked the other way round. The per-Party visibility index (store.visibility_index) holds
-    exactly these rows, and a property test holds it to `decide()`.
-
-    `owner_party` is the Party holding the record's User ID (None when no Party does): rule 1
-    holds for it alone. `registry` holds Responsibilities of the record's device."""
-    spans = (
-        (r.party_id, r.valid_from, r.valid_to) for r in registry if r.device_id == record.device_id
-    )
-    return audiences_at(record.kind, record.device_id, record.logged_at, owner_party, spans)
-
-
 def audiences_at(
     kind: str,
     device_id: str,
@@ -114,9 +99,15 @@ def audiences_at(
     owner_party: str | None,
     spans: Iterable[tuple[str, Any, Any]],
 ) -> dict[str, Access]:
-    """`audiences` on bare values, for the store's hot path: `at` and the spans' ends (None:
-    open) may be datetimes or any values that order as the times do (the store's fixed-width
-    text, or microseconds). `spans` are (party_id, valid_from, valid_to) of the record's device."""
+    """Every Party that may see a record, and how: what `decide()` answers for each Party,
+    asked the other way round. The per-Party visibility index (store.visibility_index) holds
+    exactly these rows, and a property test holds that table to `decide()`.
+
+    On bare values, for the store's hot path: `owner_party` is the Party holding the record's
+    User ID (None when no Party does; rule 1 holds for it alone); `at` and the spans' ends
+    (None: open) may be datetimes or any values that order as the times do (the store's
+    fixed-width text, or microseconds). `spans` are (party_id, valid_from, valid_to) of the
+    record's device."""
     seen: dict[str, Access] = {}
     if owner_party is not None:
         seen[owner_party] = Access.OWN

@@ -6,7 +6,7 @@ Derived data, kept by the writers in the transaction that changes what it derive
   Device in the time range an interval gained or lost, for the Parties concerned
   (`refresh`), or those of a User ID given to a Party (`refresh_user`).
 
-Each row is what `domain.visibility.audiences` says, so the rule of `decide()` stays the
+Each row is what `domain.visibility.audiences_at` says, so the rule of `decide()` stays the
 authority; readers (store.queries) also apply the rule on top of every row they take from
 here, so a stale row could only hide a record, never show one. A property test holds the
 table to `decide()` after random interleavings of ingests and registry corrections.
