@@ -61,7 +61,8 @@ _SEAL_CHUNK = 20_000
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
 # taken by whoever numbers a direct family's leaves (a batch, the seal, retention), always
 # after _LOCK by those that take both
-_FAMILY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs.' || %s))"
+_FAMILY_KEY = "hashtext('servicetrail.logs.' || %s)"  # one key: the seal tries what others take
+_FAMILY_LOCK = f"SELECT pg_advisory_xact_lock({_FAMILY_KEY})"
 # the families whose writers append their leaves straight to the logs (add_leaves)
 DIRECT_FAMILIES = (RECORD_FAMILY,)
 # (entry id, month, leaf hash, salt or None)
@@ -361,9 +362,7 @@ def _family_free(conn: Connection, family: str) -> bool:
     lock_sealing's."""
     if conn.dialect.name != "postgresql" or family in DIRECT_FAMILIES:
         return True
-    taken = conn.exec_driver_sql(
-        "SELECT pg_try_advisory_xact_lock(hashtext('servicetrail.logs.' || %s))", (family,)
-    )
+    taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({_FAMILY_KEY})", (family,))
     return bool(taken.scalar())
 
 
