@@ -150,6 +150,7 @@ class Deliverer:
         # only if its worker died or stalled; one whose lease lapsed meanwhile is dropped
         # unsent (Queues.start, Queues.renewed).
         self.queue_depth = self.per_host * QUEUE_FACTOR
+        self.queued_at_most = self.concurrency * QUEUE_FACTOR  # every receiver's queues together
         if lease_seconds is None:
             lease_seconds = timeout + RECORDED_WITHIN_SECONDS + 2 * RENEW_SECONDS
         self.lease = timedelta(seconds=lease_seconds)
@@ -183,8 +184,9 @@ class Deliverer:
     def _share(self, due: list[tuple[int, str, str]]) -> dict[int, int]:
         """How many of each due watch's deliveries to lease (`shares.lease_shares`), run on
         the lease's thread: the Parties waiting as the loop saw them before the lease."""
-        total = self.concurrency * QUEUE_FACTOR
-        return lease_shares(due, self.queues, self.queue_depth, total, self._waiting_parties)
+        return lease_shares(
+            due, self.queues, self.queue_depth, self.queued_at_most, self._waiting_parties
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Match and deliver until `stop` is set. A store that fails (PostgreSQL stopped or
@@ -289,8 +291,7 @@ class Deliverer:
                 shed = await asyncio.to_thread(shed_deleted_watches, self.engine, SHED_STEPS)
                 last_shed = time.monotonic()
             self._wake.clear()
-            total = self.concurrency * QUEUE_FACTOR
-            room = total - len(self.queues)
+            room = self.queued_at_most - len(self.queues)
             queued = self.queues.keys()
             self._waiting_parties = frozenset(self.queues.parties_waiting())
             # outcomes, what is queued checked again and the next lease in one transaction,
@@ -300,8 +301,11 @@ class Deliverer:
             # leased, so hostile Parties arriving one after another held a half, a third, a
             # quarter... of the queue, more than all of it, and a newcomer waited for their
             # attempts to time out one by one (review 30f: 12 s at a 2 s limit). The queue may
-            # then hold more than `total`, by what each Party's share allowed when it came.
-            a_round = min(self.concurrency, share_of(total, len(self._waiting_parties)))
+            # then hold more than `queued_at_most`, by what each Party's share allowed when it
+            # came.
+            a_round = min(
+                self.concurrency, share_of(self.queued_at_most, len(self._waiting_parties))
+            )
             leased_at = time.monotonic()
             ends = leased_at + self.lease.total_seconds()  # of what the round leases or renews
             renewing = self.queues.to_renew(ends - self.renew_after)
