@@ -218,7 +218,7 @@ def test_a_password_the_sign_in_form_would_not_take_is_refused(
         (b"nul\x00in-the-middle", "no control characters"),  # no one could type it to sign in
     ],
 )
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 def test_a_password_no_one_could_sign_in_with_is_refused_and_never_shown(
     store, db_url, command, password, said
 ):
@@ -359,7 +359,7 @@ def test_accounts_are_listed_with_their_party_state_and_tokens(cli, store):
     assert "$argon2" not in listing.output
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 def test_revocation_reaches_every_server_process_within_the_cache_time(
     cli, store, db_url, tmp_path
 ):

@@ -13,6 +13,7 @@ import pytest
 
 from tests import personas as P
 from tests.personas import starts_with_personas
+from tests.conftest import ON_SQLITE_ALONE
 
 SIGPIPE_STATUS = 141  # 128 + SIGPIPE, as bash's $? says `seq 1000000 | head -1`'s seq
 
@@ -25,7 +26,7 @@ def world(engine):
 
 # Each runs in a process of its own (~0.4 s), as only a real process has a standard output
 # whose reader can go: what a user meets is the interpreter's exit, not click's in-process one
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the pipe is the engine's alike
+@ON_SQLITE_ALONE  # the pipe is the engine's alike
 @pytest.mark.parametrize(
     "command",
     [

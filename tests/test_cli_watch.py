@@ -292,7 +292,7 @@ def test_a_follow_whose_reader_has_gone_ends_at_once_and_quietly(sqlite_url, tmp
     assert b"Error" not in stderr and b"Traceback" not in stderr and b"Exception" not in stderr
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the loss is injected: either
+@ON_SQLITE_ALONE  # the loss is injected: either
 def test_a_follow_waits_through_a_store_gone_away_and_goes_on_after_what_it_printed(
     cli, world, engine, monkeypatch
 ):

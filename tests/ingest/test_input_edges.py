@@ -661,7 +661,7 @@ def test_rejects_named_through_a_link_are_written_there(cli, tmp_path):
         assert link.is_symlink() and len(rejects_of(target)) == 1
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 def test_runs_sharing_a_reject_file_take_turns_and_lose_no_reject(cli, db_url, tmp_path):
     """A run rewrote the shared reject file (keeping the other inputs' entries) under another
     run's open descriptor: that run's later rejects went to the replaced file, lost (audit
@@ -852,7 +852,7 @@ def _ingest_with_rejects(db_url, tmp_path, given, **run):
     return subprocess.run(command, capture_output=True, text=True, check=False, **run)
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 def test_a_descriptor_the_command_opens_later_is_refused_by_the_name_given(db_url, tmp_path):
     """It was refused only if open as the run began: at the first reject, `/dev/fd/6` was
     the input being read, and the rejects were added to it (review 47b). On SQLite alone:
@@ -870,7 +870,7 @@ def test_a_descriptor_the_command_opens_later_is_refused_by_the_name_given(db_ur
         assert bad.read_text() == "{bad one\n"
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 def test_a_descriptor_the_command_started_with_is_said_by_the_name_given(db_url, tmp_path):
     """Its folder resolved, `/dev/fd/3` was said as `/proc/<pid>/fd/3` (review 47b). On SQLite
     alone, as the test above: the name said and the rejects written are the reject file's

@@ -50,6 +50,7 @@ from tests.store.watch_world import (
 )
 from tests.store.stamped_behind import stamped_behind
 from tests.store.work_counted import postgres_nodes, sqlite_instructions, statements_sent
+from tests.conftest import ON_SQLITE_ALONE
 
 
 def grant_gsme_1_to_wiresco(world: World) -> None:
@@ -1618,7 +1619,7 @@ def test_skipping_a_hidden_backlog_leaves_later_events_counted(world: World) -> 
         ]
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 def test_a_skipped_hidden_backlog_is_not_walked_by_the_next_count(world: World) -> None:
     """Audit 30c: every page's count walked a hidden backlog (1.15 s a page of 2M events on
     SQLite). Once skipped, the next count's work is that of a Party with no events."""

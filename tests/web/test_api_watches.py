@@ -299,7 +299,7 @@ def test_watches_naming_hosts_whose_dns_hangs_hold_only_the_partys_share(
     assert made == [201, 201]  # an https name that does not resolve is taken (checked again later)
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL's readers never wait
+@ON_SQLITE_ALONE  # PostgreSQL's readers never wait
 def test_a_watchs_backlog_is_deleted_in_short_transactions_on_sqlite(
     client, engine, south, monkeypatch
 ) -> None:
@@ -339,7 +339,7 @@ def test_a_watchs_backlog_is_deleted_in_short_transactions_on_sqlite(
         (b'\xef\xbb\xbf{"name": "a", "kinds": ["request"], "kinds": ["response"]}', "kinds"),
     ],
 )
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # refused before the store
+@ON_SQLITE_ALONE  # refused before the store
 def test_a_field_given_twice_is_422_not_taken_at_its_last(client, south, body, field) -> None:
     """orjson keeps a repeated key's last value: a watch was made of a value the Party may not
     have meant, where a query parameter or a SAT record's field given twice is refused."""

@@ -266,7 +266,7 @@ def test_a_record_id_filter_that_is_no_id_is_shown_as_asked_not_linked(engine, w
     assert page.count("answered “Not found”: no such record, or not one your Party may see") == 1
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page's words: no engine's
+@ON_SQLITE_ALONE  # the page's words: no engine's
 def test_a_record_opened_from_a_search_says_so_not_back_as_a_filter(engine, world) -> None:
     """`back` is the screen's way back to the search a record was opened from: shown as a
     filter, it read as if the Party had asked for it (review of the screen, 54d). The log
@@ -302,7 +302,7 @@ def test_a_read_of_a_watchs_events_names_the_watch(engine, world) -> None:
     assert f"watch_id</span> <bdi class=\"mono\">{made['id'] + 1000} (deleted)</bdi>" in page
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the bounds are the engines' same
+@ON_SQLITE_ALONE  # the bounds are the engines' same
 def test_narrowed_reads_take_a_heavy_slot(engine, world) -> None:
     """A page narrowed to an actor, a kind or MP141 titles walks every entry of the Party's
     in the period that fails the filter (audit 49d: 2M entries, a day of a Party's cheap reads,

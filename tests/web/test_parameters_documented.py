@@ -12,12 +12,12 @@ import re
 from typing import Any
 
 import jsonschema_rs
-import pytest
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from servicetrail.domain.ids import MAX_ID
 from servicetrail.store.merkle_log import seal_store
 from tests import personas as P
+from tests.conftest import ON_SQLITE_ALONE
 
 TIMES_TAKEN = (
     "2025-03-01",
@@ -98,7 +98,7 @@ def _documented(schema: dict[str, Any], document: dict[str, Any], value: str) ->
     return validator.is_valid(value) or (whole and validator.is_valid(int(value)))
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 def test_what_the_api_takes_its_document_takes_and_no_more(engine, client, bearer, auditor, world):
     seal_store(engine)  # a checkpoint, for a consistency proof from 1 to 1
     origin = client.get("/api/v1/logs", headers=auditor).json()["logs"][0]["origin"]

@@ -22,9 +22,9 @@ from tests.web.sign_in_clients import (  # noqa: F401  (fixtures)
     sign_out,
 )
 from tests.web.screen_sign_in import sign_in
+from tests.conftest import ON_SQLITE_ALONE
 
 # lanes, turns and threads are the server's, whichever store it has
-ONE_ENGINE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def test_one_whose_holds_half_of_each_kind_of_lane_and_another_still_finds_one():
@@ -78,7 +78,7 @@ def _niceness_of_this_thread() -> int:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread's niceness is Linux's")
-@ONE_ENGINE
+@ON_SQLITE_ALONE
 def test_a_password_is_verified_on_a_thread_nicer_than_the_servers(app, monkeypatch):  # noqa: F811
     from servicetrail.store import accounts as stored_accounts
 
@@ -94,7 +94,7 @@ def test_a_password_is_verified_on_a_thread_nicer_than_the_servers(app, monkeypa
     assert seen == [min(19, base + NICENESS)] and (base == 19 or seen[0] > base)
 
 
-@ONE_ENGINE
+@ON_SQLITE_ALONE
 def test_one_partys_trusted_browsers_cannot_take_the_lane_another_partys_needs(app, monkeypatch):  # noqa: F811
     """North Power's User signs in from two trusted browsers at once; Looker's
     User, signing in meanwhile from its own trusted browser, found both trusted lanes taken
@@ -143,7 +143,7 @@ def test_one_partys_trusted_browsers_cannot_take_the_lane_another_partys_needs(a
     assert sorted((answers["np1"], answers["np2"])) == [303, 429]  # North Power's half: one
 
 
-@ONE_ENGINE
+@ON_SQLITE_ALONE
 def test_a_trusted_browser_is_hashed_at_its_partys_turn_and_strangers_at_one_turn_together(app):  # noqa: F811
     """From eight addresses, one Party's attempts from new browsers were eight Parties at the
     hashing, and another Party's User waited for each of them (session 63g)."""

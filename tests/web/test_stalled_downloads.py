@@ -45,6 +45,7 @@ from tests.live_server import (
 )
 from tests.personas import starts_with_personas
 from tests.web.screen_sign_in import PASSWORD, form_token, sign_in
+from tests.conftest import ON_SQLITE_ALONE
 
 ATTACKERS = {P.NORTHPOWER: P.NP_IS, P.WIRESCO: P.WS_ED, P.LOOKER: P.LK_OU, P.AGENTCO: P.AG_RSA}
 VICTIM = P.SOUTHENERGY
@@ -260,7 +261,7 @@ def stalled_web_report(server: LiveServer, username: str) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 @pytest.mark.parametrize("how", ["token revoked", "password changed"])
 def test_a_download_is_cut_off_once_its_credential_no_longer_holds(
     engine, one_report, caplog, monkeypatch, how

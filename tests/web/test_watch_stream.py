@@ -150,7 +150,7 @@ def test_an_open_stream_ends_once_its_token_no_longer_holds(engine, server, monk
         assert read_events(lines, 1) == []  # the stream ended without sending event 2
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@ON_SQLITE_ALONE
 @P.starts_with_personas
 def test_a_stream_to_a_slow_client_is_cut_off_by_its_token_at_once_with_a_reset(
     engine, monkeypatch, caplog, use_settings
