@@ -376,7 +376,13 @@ class CappedHeadProtocol(HttpToolsProtocol):
             # the client: its time does not count
             self._wait(self._body_late)
             return
-        self.logger.warning("Request body stalled for %g s: 408.", self.read_timeout)
+        if cycle.response_started:  # answered (a 404, a 429) before its body came: no 408
+            self.logger.warning(
+                "Request body stalled for %g s after its answer: connection closed.",
+                self.read_timeout,
+            )
+        else:
+            self.logger.warning("Request body stalled for %g s: 408.", self.read_timeout)
         self._cut_body(_TOO_SLOW)
 
     def _cut_body(self, answer: bytes) -> None:
