@@ -150,3 +150,34 @@ def test_the_supervisor_of_workers_leaves_importing_the_app_to_them(sqlite_url):
     )
     assert said.returncode == 0, said.stderr
     assert said.stdout.splitlines() == ["[]", "servicetrail.web.worker_app", "4"], said.stdout
+
+
+def _workers_of(supervisor: int) -> list[int]:
+    """The worker processes `serve --workers N` spawned (not multiprocessing's helpers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):  # a process ended meanwhile
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != supervisor:
+                continue
+            if b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_worker_that_dies_is_said_in_the_log_and_replaced(sqlite_url, tmp_path) -> None:
+    """uvicorn said a worker's death at INFO, below serve's level: a worker killed (the
+    kernel's out-of-memory kill, a crash) went unsaid (audit 68f). Now a warning names it,
+    how it ended and its replacement, and the server answers on."""
+    import httpx
+
+    with live_server_process(sqlite_url, tmp_path, "--workers", "2") as (server, base, log_path):
+        assert wait_until(lambda: len(_workers_of(server.pid)) == 2, PATIENCE, every=0.1)
+        victim = _workers_of(server.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        said = f"Worker process {victim} ended (killed by SIGKILL)"
+        assert wait_until(lambda: said in log_path.read_text(), PATIENCE, every=0.1), (
+            log_path.read_text()
+        )
+        assert wait_until(lambda: len(_workers_of(server.pid)) == 2, PATIENCE, every=0.1)
+        assert victim not in _workers_of(server.pid)
+        assert httpx.get(f"{base}/login", timeout=PATIENCE).status_code == 200

@@ -14,6 +14,7 @@ and the supervisor tells whether the stop was forced (two Ctrl-C): `interrupted`
 
 from __future__ import annotations
 
+import logging
 import signal
 from socket import socket
 from types import FrameType
@@ -24,6 +25,7 @@ from uvicorn.supervisors import multiprocess
 from .forced_stop import Server
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+log = logging.getLogger("uvicorn.error")  # the server's log, where its other warnings go
 STARTING_SECONDS = 60.0  # a worker's first answer, while it imports the app
 
 
@@ -100,7 +102,32 @@ class Workers(multiprocess.Multiprocess):
         finally:
             multiprocess.Process = uvicorn_own  # type: ignore[misc]
 
+    def keep_subprocess_alive(self) -> None:
+        # uvicorn says a worker's death (a crash, the kernel's out-of-memory kill, or a hang it
+        # killed) and its replacement at INFO, below serve's level: an operator never learnt
+        # that a worker died, nor what it held (audit 68f)
+        serving = list(self.processes)
+        super().keep_subprocess_alive()
+        for before, now in zip(serving, self.processes, strict=True):
+            if now is not before:
+                log.warning(
+                    "Worker process %s ended (%s); its connections were closed. Worker "
+                    "process %s started in its place.",
+                    before.pid,
+                    _ended(before.exitcode),
+                    now.pid,
+                )
+
     @property
     def forced(self) -> bool:
         """Whether a second Ctrl-C came: each worker, told it too, stopped at once."""
         return self.interrupts > 1
+
+
+def _ended(exit_code: int | None) -> str:
+    if exit_code is None or exit_code >= 0:
+        return f"exit code {exit_code}"
+    try:
+        return f"killed by {signal.Signals(-exit_code).name}"
+    except ValueError:  # a real-time signal Python has no name for
+        return f"killed by signal {-exit_code}"
