@@ -108,7 +108,8 @@ class Workers(multiprocess.Multiprocess):
         # that a worker died, nor what it held (audit 68f)
         serving = list(self.processes)
         super().keep_subprocess_alive()
-        for before, now in zip(serving, self.processes, strict=True):
+        # replaced in place, one for one; not strict: the supervisor must not fall over a count
+        for before, now in zip(serving, self.processes, strict=False):
             if now is not before:
                 log.warning(
                     "Worker process %s ended (%s); its connections were closed. Worker "
