@@ -546,10 +546,13 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
     networks, the /48's new /64s took the whole budget, and a Party elsewhere waited behind
     a hundred of them. A /48 here, a new /64 of it on each request (a /24 has 256 addresses,
     each served once: the Party then waits up to 256 of its network's turns, those asked
-    before it). The budget 100 a second, the network's own 50, the wait 0.1 s (the real ones'
-    scale, ten times as fast): some 0.3 s."""
+    before it). The budget 100 a second, the network's own 50. The Party elsewhere is judged
+    by the look-ups ahead of its own, not by the clock: behind one network it waits 10-40 ms on
+    a loaded machine, yet a wait of 0.1 s ran out at CI (session 68's run: a pause of the
+    worker's process); behind a hundred, some 30 look-ups went first. Waits of 0.5 s: some
+    1.2 s."""
     app, _, gate = world
-    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.1)
+    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.5)
     gate._anonymous = TokenBucket(rate=0.001, burst=0)
     gate._first_lookups = FirstLookups(rate=100, burst=1, held_rate=50, held_burst=5)
     for n in range(1, 5):  # its /48 remembered: 4 of its /64s sent made-up tokens
@@ -572,17 +575,20 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
         began, stop = loop.time(), asyncio.Event()
         flooding = [asyncio.create_task(flood(stop, n / 1000)) for n in range(100)]
         await asyncio.sleep(0.15)  # the flood's addresses queued ahead
+        asked_at = len(looked_up)
         elsewhere = await ask(gate, scope_for(app, token="valid-d", client="192.0.2.8"))
+        ahead = looked_up[asked_at:].index("valid-d") if elsewhere[0] == 200 else None
         statuses = []
         while len(statuses) < 30 and 200 not in statuses:
             party = scope_for(app, token="valid-c", client="2001:db8:9:ffff::1")
             statuses.append((await ask(gate, party))[0])
         stop.set()
         await asyncio.gather(*flooding)
-        return elsewhere[0], statuses, loop.time() - began
+        return elsewhere[0], ahead, statuses, loop.time() - began
 
-    elsewhere, statuses, flooded = run(party_amid_a_flood())
-    assert elsewhere == 200  # a turn of one network ahead of it, not of a hundred
+    elsewhere, ahead, statuses, flooded = run(party_amid_a_flood())
+    # its network's turn after the /48's, and the few let go before it asked still to run
+    assert elsewhere == 200 and ahead is not None and ahead <= 5
     assert statuses[-1] == 200 and len(statuses) <= 2  # in the place of its first try
     junk = [c for c in looked_up if c.startswith("junk-")]
     assert len(junk) <= 5 + 50 * flooded + 1  # its network's own budget, not all the spare
