@@ -36,7 +36,8 @@ from servicetrail.store.engine import open_store  # noqa: E402
 from servicetrail.store.watch_matcher import catch_up  # noqa: E402
 from servicetrail.store.watch_tables import webhook_outbox  # noqa: E402
 from servicetrail.store.watches import create_watch, list_watches  # noqa: E402
-from servicetrail.store.writer import append_records, load_responsibility  # noqa: E402
+from servicetrail.store.registry import load_responsibility  # noqa: E402
+from servicetrail.store.writer import append_records  # noqa: E402
 from tests import personas as P  # noqa: E402
 
 

@@ -29,7 +29,8 @@ from harness import PgServer, Store
 
 from servicetrail.store.engine import make_engine
 from servicetrail.store.migrate import upgrade_to_head
-from servicetrail.store.writer import append_rows, row_maker
+from servicetrail.store.record_rows import row_maker
+from servicetrail.store.writer import append_rows
 
 CHUNK = 4000
 USER = "90-B3-D5-1F-30-01-00-00"

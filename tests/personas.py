@@ -1,8 +1,8 @@
 """A small, named SAT world for tests: the personas of SPEC sections 1-3.
 
-`load_personas(engine)` writes it through the real store writers (`store.writer`), in one
-transaction, and returns a `World` of handles: party ids, user ids, device ids, the
-registry, and every SAT record by a readable name with the id the store gave it.
+`load_personas(engine)` writes it through the real store writers (`store.registry`,
+`store.writer`), in one transaction, and returns a `World` of handles: party ids, user ids,
+device ids, the registry, and every SAT record by a readable name with the id the store gave it.
 
 The story, on ESME-1 (SMETS2 electricity meter):
 
@@ -34,7 +34,8 @@ from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Viewer
 from servicetrail.store.queries import viewer_for
 from servicetrail.store.schema import sat_record
-from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+from servicetrail.store.registry import load_device, load_responsibility, load_user
+from servicetrail.store.writer import append_records
 
 # --- Parties -------------------------------------------------------------------------
 NORTHPOWER = "NORTHPOWER"  # outgoing Responsible Supplier of ESME-1

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import text
 
 from servicetrail import settings
+from servicetrail.domain.intervals import Conflict, Outcome
 from servicetrail.domain.model import Responsibility
 from servicetrail.domain.search import Search
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Scope
 from servicetrail.store import queries
-from servicetrail.store.registry import Conflict, Outcome, load_responsibilities
-from servicetrail.store.writer import load_responsibility
+from servicetrail.store.registry import load_responsibilities, load_responsibility
 from tests.personas import (
     ESME_1,
     GSME_1,

@@ -23,12 +23,8 @@ from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Scope, Viewer
 from servicetrail.store.engine import open_store
 from servicetrail.store.queries import search_page, viewer_for
-from servicetrail.store.writer import (
-    append_records,
-    load_device,
-    load_responsibility,
-    load_user,
-)
+from servicetrail.store.registry import load_device, load_responsibility, load_user
+from servicetrail.store.writer import append_records
 from tests import personas as P
 from tests.store.work_counted import (
     postgres_nodes,
@@ -134,7 +130,7 @@ def test_a_party_of_many_user_ids_or_ranges_searches_with_the_same_work(engine: 
     searched through the general form, which read every record of the Device newer than
     the page (audit 21d: 18 ms against 2.6 past 20,000 hidden records)."""
     from servicetrail.domain.model import Responsibility, User
-    from servicetrail.store.writer import load_responsibility, load_user
+    from servicetrail.store.registry import load_responsibility, load_user
 
     world = P.load_personas(engine)
     with engine.begin() as conn:

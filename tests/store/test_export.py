@@ -25,7 +25,8 @@ from servicetrail.domain.records import REPORT_FIELDS
 from servicetrail.store.export import CHUNK_BYTES, csv_field, csv_header, own_report_csv
 from servicetrail.store.queries import iter_own_report
 from servicetrail.store.read_transaction import READ_LOCK_WAIT_MS
-from servicetrail.store.writer import append_records, load_device
+from servicetrail.store.registry import load_device
+from servicetrail.store.writer import append_records
 
 from tests import personas as P
 from tests.personas import starts_with_personas

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from servicetrail.domain.checkpoint import b64
+from servicetrail.domain.intervals import Conflict
 from servicetrail.domain.times import parse_time
 from servicetrail.store import migrate
 from servicetrail.store.log_audit import audit
@@ -25,7 +26,7 @@ from servicetrail.store.log_tree import latest_checkpoints
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, ensure_months, existing_months
 from servicetrail.store.schema import sat_record
-from servicetrail.store.writer import Conflict, append_records
+from servicetrail.store.writer import append_records
 from tests.conftest import Cli
 from tests.intruder import intrude
 from tests.personas import load_personas, starts_with_personas

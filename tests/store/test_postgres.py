@@ -19,7 +19,8 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.migrate import schema_differences
 from servicetrail.store.partitions import drop_older_than, existing_months
 from servicetrail.store.queries import iter_search, viewer_for
-from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+from servicetrail.store.registry import load_device, load_responsibility, load_user
+from servicetrail.store.writer import append_records
 from servicetrail.store.partitions import _add_months, ensure_months
 from tests.personas import starts_with_personas
 from tests.store.log_fixtures import store_key

@@ -26,7 +26,8 @@ from servicetrail.domain.visibility import Viewer
 from servicetrail.store.engine import open_store
 from servicetrail.store.queries import search_page, viewer_for
 from servicetrail.store.schema import party
-from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+from servicetrail.store.registry import load_device, load_responsibility, load_user
+from servicetrail.store.writer import append_records
 from tests.personas import (
     CHANGE_OF_SUPPLIER,
     ESME_1,

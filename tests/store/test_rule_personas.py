@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from servicetrail.domain.intervals import Conflict, Outcome
 from servicetrail.domain.model import Responsibility
 from servicetrail.domain.search import Search
 from servicetrail.domain.times import parse_time
@@ -26,7 +27,8 @@ from servicetrail.store.queries import (
     search_page,
 )
 from servicetrail.domain.model import SatRecord
-from servicetrail.store.writer import Conflict, Outcome, append_records, load_responsibility
+from servicetrail.store.registry import load_responsibility
+from servicetrail.store.writer import append_records
 from tests.personas import (
     AGENTCO,
     CHANGE_OF_SUPPLIER,

@@ -95,7 +95,8 @@ from servicetrail.store.items import visible_items
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.schema import SHARED_KINDS, party, sat_visibility
 from servicetrail.store.visibility_sql import viewer_params
-from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+from servicetrail.store.registry import load_device, load_responsibility, load_user
+from servicetrail.store.writer import append_records
 from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import record_ids
 from devsupport.sqlite_steps import instructions

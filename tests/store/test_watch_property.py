@@ -30,7 +30,8 @@ from servicetrail.store.queries import viewer_for
 from servicetrail.store.watch_events import events_after
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watches import create_watch
-from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+from servicetrail.store.registry import load_device, load_responsibility, load_user
+from servicetrail.store.writer import append_records
 from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import record_ids
 from tests.store.visibility_worlds import GRID, WorldSpec, device_id, worlds

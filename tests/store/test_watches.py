@@ -22,7 +22,7 @@ from servicetrail.store.watch_sql import newest_record_id
 from servicetrail.store.watch_tables import watch, watch_cursor, webhook_outbox
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watches import WatchLimit, create_watch, delete_watch, list_watches
-from servicetrail.store.writer import load_responsibility
+from servicetrail.store.registry import load_responsibility
 from tests.personas import (
     ESME_1,
     GSME_1,
@@ -1693,7 +1693,7 @@ def test_a_skip_leaves_events_a_user_id_registered_since_the_count_made_the_part
     traffic, visible again, and they were marked read."""
     from servicetrail.domain.model import User
     from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
-    from servicetrail.store.writer import load_user
+    from servicetrail.store.registry import load_user
 
     newcomer = "90-B3-D5-1F-30-02-00-09"  # a User ID the registry does not know yet
     june = t("2025-06-01T00:00:00Z")
@@ -1772,7 +1772,7 @@ def test_no_registry_change_commits_while_a_skip_reads_the_registry_and_writes(
 
     from servicetrail.domain.model import User
     from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
-    from servicetrail.store.writer import load_user
+    from servicetrail.store.registry import load_user
 
     newcomer = "90-B3-D5-1F-30-02-00-09"
     made = add_watch(world, SOUTHENERGY, devices=[ESME_1], senders="all")

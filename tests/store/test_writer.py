@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from servicetrail.domain.intervals import Conflict, Outcome
 from servicetrail.domain.model import Device, Responsibility, User
 from servicetrail.domain.times import parse_time
 from servicetrail.store.schema import (
@@ -18,14 +19,8 @@ from servicetrail.store.schema import (
     sat_payload,
     sat_record,
 )
-from servicetrail.store.writer import (
-    Conflict,
-    Outcome,
-    append_records,
-    load_device,
-    load_responsibility,
-    load_user,
-)
+from servicetrail.store.registry import load_device, load_responsibility, load_user
+from servicetrail.store.writer import append_records
 from tests.personas import (
     ESME_1,
     GSME_1,

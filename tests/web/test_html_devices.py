@@ -304,7 +304,7 @@ def test_intervals_are_shown_to_the_instant_they_hold(engine, world) -> None:
     """To the minute, an interval from 10:00:30.5 read as 10:00 and seemed to take in the
     records of the half minute before it; year 1 read as `1-01-01` (audit 25b)."""
     from servicetrail.domain.model import Device, Responsibility
-    from servicetrail.store.writer import load_device, load_responsibility
+    from servicetrail.store.registry import load_device, load_responsibility
 
     device = "00-DB-12-00-00-00-25-0B"
     with engine.begin() as conn:

@@ -504,7 +504,7 @@ def supply_ended_in_march(engine) -> None:
     """A correction: SOUTHENERGY's supply of ESME-1 ended before the April requests of
     `lk_requests`, which it may no longer see."""
     from servicetrail.domain.model import Responsibility
-    from servicetrail.store.writer import load_responsibility
+    from servicetrail.store.registry import load_responsibility
 
     with engine.begin() as conn:
         load_responsibility(

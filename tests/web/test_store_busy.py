@@ -286,7 +286,8 @@ def test_a_page_does_not_wait_on_a_writer_to_skip_hidden_unread_events(
     from servicetrail.store.watch_events import read_position
     from servicetrail.store.watch_matcher import catch_up
     from servicetrail.store.watches import create_watch
-    from servicetrail.store.writer import append_records, load_responsibility
+    from servicetrail.store.registry import load_responsibility
+    from servicetrail.store.writer import append_records
 
     # the wait it must not make: far past what a loaded machine adds to the page (2.9 s, at a
     # load of 17, failed a bound of 2 s under a 4 s timeout; session 58)

@@ -20,7 +20,7 @@ from servicetrail.domain.watches import watch_spec
 from servicetrail.store.accounts import create_account
 from servicetrail.store.outbox import pending_count
 from servicetrail.store.watches import create_watch, list_watches
-from servicetrail.store.writer import load_responsibility
+from servicetrail.store.registry import load_responsibility
 from servicetrail.webhooks import outbound
 from servicetrail.webhooks import deliver
 from servicetrail.webhooks.deliver import QUEUE_FACTOR, Deliverer

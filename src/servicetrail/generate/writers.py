@@ -228,7 +228,7 @@ def load_into(engine: Any, world: World, batch: int = 5000) -> LoadCounts:
 
 def _loaded(decided: list[Any]) -> int:
     """How many rows a registry batch loaded; a generated registry never conflicts with itself."""
-    from ..store.registry import Conflict, Outcome
+    from ..domain.intervals import Conflict, Outcome
 
     for outcome in decided:
         if isinstance(outcome, Conflict):

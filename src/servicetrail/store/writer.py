@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import exists, select
 from sqlalchemy.engine import Connection
 
+from ..domain.intervals import Conflict
 from ..domain.model import SatRecord
 from .driver_sql import parameter_mark
 from .log_partitions import retired_logs
@@ -24,9 +25,6 @@ from .log_tables import log_leaf, log_pending
 from .merkle_log import QueuedLeaf, add_leaves, lock_family
 from .partitions import ensure_months, forgot_if_unpartitioned
 from .record_rows import BARE_FILE, Row, record_row, row_maker
-
-# the registry writers live in .registry; they are imported from here too
-from .registry import Conflict, Outcome, load_device, load_responsibility, load_user
 from .schema import FROM_A_BARE_FILE_SQL, MICROSECOND, PG_EPOCH
 from .visibility_index import index_new, share_registry
 
@@ -413,13 +411,8 @@ def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> li
 
 __all__ = [
     "Appended",
-    "Conflict",
-    "Outcome",
     "append_leaves",
     "append_records",
     "append_rows",
     "leaves_committed",
-    "load_device",
-    "load_responsibility",
-    "load_user",
 ]
