@@ -42,6 +42,7 @@ from tests.store.revisions import (
     pg_at_revision,
     revision_templates,
 )
+from tests.ingest import sat_line
 from tests.intruder import intrude
 from tests.store.log_fixtures import SEALED_MONTHS, access_entries, leaves, sealed_logs, this_month
 from tests.web.live_server import live_server_process
@@ -1105,14 +1106,12 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
 
     records = tmp_path / "old.jsonl"
     user = "90-B3-D5-1F-30-01-00-01"
-    lines = []
-    for n, month in enumerate(("2024-01", "2024-02", "2024-03")):
-        rid = f"{user}:00-DB-00-00-00-00-00-01:{n}"
-        lines.append(
-            f'{{"logged_at": "{month}-15T10:00:00Z", "kind": "request", "request_id": "{rid}", '
-            f'"srv": "4.1.1", "user_id": "{user}", "device_id": "00-DB-00-00-00-00-00-01", '
-            f'"response_code": "", "payload": "p{n}"}}'
+    lines = [
+        sat_line.line(
+            n, when=datetime(2024, 1 + n, 15, 10, tzinfo=timezone.utc), payload=f"p{n}", user=user
         )
+        for n in range(3)
+    ]
     records.write_text("\n".join(lines) + "\n")
     users = tmp_path / "users.csv"
     users.write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old Co,IS\n")
@@ -1575,13 +1574,13 @@ def test_retention_stopped_after_its_commit_says_what_it_may_have_dropped(
 
     user = "90-B3-D5-1F-30-01-00-01"
     (tmp_path / "users.csv").write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old,IS\n")
-    device = "00-DB-00-00-00-00-00-01"
     (tmp_path / "old.jsonl").write_text(
         "".join(
-            f'{{"logged_at": "2024-{month}-15T10:00:00Z", "kind": "request", "request_id": '
-            f'"{user}:{device}:{n}", "srv": "4.1.1", "user_id": "{user}", "device_id": '
-            f'"{device}", "response_code": "", "payload": "p"}}\n'
-            for n, month in ((1, "01"), (2, "02"))
+            sat_line.line(
+                n, when=datetime(2024, n, 15, 10, tzinfo=timezone.utc), payload="p", user=user
+            )
+            + "\n"
+            for n in (1, 2)
         )
     )
     assert cli("load", "users", "users.csv").exit_code == 0

@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime, timezone
 
 import pytest
 from fastapi.testclient import TestClient
 
 from servicetrail.store.engine import open_store
 from servicetrail.web.app import create_app
+from tests.ingest import sat_line
 
 USER = "90-B3-D5-1F-30-09-00-01"
 METER = "00-DB-00-00-00-00-09-01"
@@ -39,19 +41,16 @@ def trail(cli, tmp_path):
     )
     (tmp_path / "devices.csv").write_text(f"device_id,device_type,smets\n{METER},ESME,2\n")
     lines = [
-        {
-            "logged_at": f"2025-02-01T10:00:{n:02d}Z",
-            "kind": "request",
-            "request_id": f"{USER}:{METER}:{n}",
-            "srv": "4.1.1",
-            "user_id": USER,
-            "device_id": METER,
-            "response_code": "",
-            "payload": payload,
-        }
+        sat_line.line(
+            n,
+            when=datetime(2025, 2, 1, 10, 0, n, tzinfo=timezone.utc),
+            payload=payload,
+            user=USER,
+            device=METER,
+        )
         for n, payload in enumerate(PAYLOADS.values(), start=1)
     ]
-    (tmp_path / "records.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "records.jsonl").write_text("".join(line + "\n" for line in lines))
     for what, name in (("users", "users.csv"), ("devices", "devices.csv")):
         assert cli("load", what, tmp_path / name).exit_code == 0
     assert cli("ingest", tmp_path / "records.jsonl").exit_code == 0

@@ -10,11 +10,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from tests.ingest import sat_line
 from tests.ingest.rows_read import rows
 
 BINARY = Path(sys.executable).with_name("servicetrail")
@@ -284,15 +286,14 @@ def test_ctrl_c_inside_sqlalchemys_commit_is_still_an_interruption(
     from servicetrail.cli import main
 
     records = tmp_path / "some.jsonl"
-    with open(records, "w", encoding="utf-8") as f:
-        for n in range(2000):
-            user, device = "90-B3-D5-1F-30-01-00-01", "00-DB-00-00-00-00-00-01"
-            f.write(
-                '{"logged_at": "2025-01-01T00:%02d:%02dZ", "kind": "request", "request_id": '
-                '"%s:%s:%d", "srv": "4.1.1", "user_id": "%s", "device_id": "%s", '
-                '"response_code": "", "payload": "p"}\n'
-                % (n // 60, n % 60, user, device, n, user, device)
-            )
+    user, new_year = "90-B3-D5-1F-30-01-00-01", datetime(2025, 1, 1, tzinfo=timezone.utc)
+    records.write_text(
+        "".join(
+            sat_line.line(n, when=new_year + timedelta(seconds=n), payload="p", user=user) + "\n"
+            for n in range(2000)
+        ),
+        encoding="utf-8",
+    )
     monkeypatch.setenv("SERVICETRAIL_BATCH", "500")
     deactivate = RootTransaction._deactivate_from_connection
     commits = []

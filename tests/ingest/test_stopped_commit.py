@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.engine.default import DefaultDialect
 from devsupport.pg_server import PgServer
 from servicetrail.cli import main
 from tests.conftest import Cli
+from tests.ingest import sat_line
 from tests.ingest.rows_read import rows
 
 RECORDS, BATCH, STOPPED_AT = 2000, 500, 1500
@@ -34,15 +36,15 @@ def some_records(
 ) -> Path:
     """Request `n` of each of `numbers`, a line each, its payload `payload(n)`."""
     records = tmp_path / name
-    user, device = "90-B3-D5-1F-30-01-00-01", "00-DB-00-00-00-00-00-01"
-    with open(records, "w", encoding="utf-8") as f:
-        for n in numbers:
-            f.write(
-                '{"logged_at": "2025-01-01T00:%02d:%02dZ", "kind": "request", "request_id": '
-                '"%s:%s:%d", "srv": "4.1.1", "user_id": "%s", "device_id": "%s", '
-                '"response_code": "", "payload": "%s"}\n'
-                % (n // 60, n % 60, user, device, n, user, device, payload(n))
-            )
+    user, new_year = "90-B3-D5-1F-30-01-00-01", datetime(2025, 1, 1, tzinfo=timezone.utc)
+    records.write_text(
+        "".join(
+            sat_line.line(n, when=new_year + timedelta(seconds=n), payload=payload(n), user=user)
+            + "\n"
+            for n in numbers
+        ),
+        encoding="utf-8",
+    )
     return records
 
 

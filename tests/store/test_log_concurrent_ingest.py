@@ -5,7 +5,6 @@ whatever the interleaving of the loaders' batches and seals."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,12 +18,11 @@ from servicetrail.signing import log_prefix
 from servicetrail.store.log_audit import audit
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.writer import append_records
+from tests.ingest.sat_line import line
 from tests.store.log_fixtures import append, records
 
 BINARY = Path(sys.executable).with_name("servicetrail")
 PER_FILE = 1500
-USER = "90-B3-D5-1F-30-02-00-01"
-METER = "00-DB-00-00-00-00-00-01"
 
 
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
@@ -34,23 +32,7 @@ STEP = timedelta(minutes=37)
 def write_file(path: Path, first: int) -> None:
     """PER_FILE requests from counter `first` on, 37 minutes apart: a file spans two or three
     months, and the files share months, so every loader writes to the same logs."""
-    lines = []
-    for n in range(first, first + PER_FILE):
-        when = START + STEP * n
-        lines.append(
-            json.dumps(
-                {
-                    "logged_at": when.isoformat(),
-                    "kind": "request",
-                    "request_id": f"{USER}:{METER}:{n}",
-                    "srv": "4.1.1",
-                    "user_id": USER,
-                    "device_id": METER,
-                    "response_code": "",
-                    "payload": f"P{n}" if n % 2 else "",
-                }
-            )
-        )
+    lines = [line(n, when=START + STEP * n) for n in range(first, first + PER_FILE)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
