@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -33,6 +34,18 @@ PATIENCE = 30
 # though every server of the suite speaks plain HTTP. The suite's clients share this one
 # (`verify=TLS_CONTEXT`), still a verifying context were one ever to meet TLS.
 TLS_CONTEXT = ssl.create_default_context()
+
+
+def new_watch(base: str, headers: dict[str, str], name: str = "s") -> dict[str, Any]:
+    """A watch made through the API of the server at `base`, as the User of `headers`."""
+    answer = httpx.post(
+        base + "/api/v1/watches",
+        json={"name": name},
+        headers=headers,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
+    )
+    return answer.json()
 
 
 class LiveServer:

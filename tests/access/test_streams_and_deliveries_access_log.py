@@ -22,7 +22,14 @@ from servicetrail.web.app import create_app
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.access.looker_traffic import lk_requests
-from tests.live_server import PATIENCE, TLS_CONTEXT, LiveServer, streaming_server, wait_until
+from tests.live_server import (
+    PATIENCE,
+    TLS_CONTEXT,
+    LiveServer,
+    new_watch,
+    streaming_server,
+    wait_until,
+)
 
 LOCK_WAIT_MS = 1000
 
@@ -54,13 +61,7 @@ def sse_data(lines, count: int) -> list[dict]:
 def test_events_page_and_stream_write_their_entries(engine, server):
     south = bearer(engine, P.SOUTHENERGY)
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(
-        base + "/api/v1/watches",
-        json={"name": "s"},
-        headers=south,
-        timeout=PATIENCE,
-        verify=TLS_CONTEXT,
-    ).json()
+    watch = new_watch(base, south)
     lk_requests(engine, 3)
     page = httpx.get(
         f"{base}/api/v1/watches/{watch['id']}/events",
@@ -96,13 +97,7 @@ def test_a_stream_entry_keeps_its_resume_point_and_a_refused_one_is_logged(engin
     Party's watch is a 404 logged as a read of nothing, as /events logs it."""
     south, wires = bearer(engine, P.SOUTHENERGY), bearer(engine, P.WIRESCO)
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(
-        base + "/api/v1/watches",
-        json={"name": "s"},
-        headers=south,
-        timeout=PATIENCE,
-        verify=TLS_CONTEXT,
-    ).json()
+    watch = new_watch(base, south)
     lk_requests(engine, 3)
     url = f"{base}/api/v1/watches/{watch['id']}/stream"
     resumed = {**south, "Last-Event-ID": "2"}
@@ -171,13 +166,7 @@ def test_a_stream_ending_while_the_store_is_locked_holds_up_no_other_request(
     south = bearer(store, P.SOUTHENERGY)
     with LiveServer(create_app(store)) as live:
         base = f"http://127.0.0.1:{live.port}"
-        watch = httpx.post(
-            base + "/api/v1/watches",
-            json={"name": "s"},
-            headers=south,
-            timeout=PATIENCE,
-            verify=TLS_CONTEXT,
-        ).json()
+        watch = new_watch(base, south)
         url = f"{base}/api/v1/watches/{watch['id']}/stream"
         lock = sqlite3.connect(store.url.database, isolation_level=None)
         with httpx.stream(
@@ -242,13 +231,7 @@ def test_a_streams_closing_entry_outlasts_a_lock_held_past_one_lock_wait(
     engine.dispose()  # SQLite's busy timeout is set as a connection opens: new ones get it
     south = bearer(engine, P.SOUTHENERGY)
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(
-        base + "/api/v1/watches",
-        json={"name": "s"},
-        headers=south,
-        timeout=PATIENCE,
-        verify=TLS_CONTEXT,
-    ).json()
+    watch = new_watch(base, south)
     lk_requests(engine, 4)
     lock = _AccessLogLock(engine)
     with httpx.stream(
@@ -283,13 +266,7 @@ def test_a_streams_opening_entry_waits_for_a_locked_access_log_as_a_read_does(pg
     south = bearer(store, P.SOUTHENERGY)
     with LiveServer(create_app(store)) as live:
         base = f"http://127.0.0.1:{live.port}"
-        watch = httpx.post(
-            base + "/api/v1/watches",
-            json={"name": "s"},
-            headers=south,
-            timeout=PATIENCE,
-            verify=TLS_CONTEXT,
-        ).json()
+        watch = new_watch(base, south)
         lock = _AccessLogLock(store)
         lock.take()
         try:

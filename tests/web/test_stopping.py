@@ -20,7 +20,7 @@ from servicetrail.store.engine import open_store
 from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests import personas as P
 from tests.access.looker_traffic import lk_requests
-from tests.live_server import PATIENCE, TLS_CONTEXT, how_it_ends, wait_until
+from tests.live_server import PATIENCE, TLS_CONTEXT, how_it_ends, new_watch, wait_until
 from tests.web.graceful_time import LONG_GRACE, graceful_time
 from tests.web.live_server import live_server_process
 from tests.web.stalled_downloads import _a_report_too_large_to_read, _stalled_download, bearer
@@ -47,13 +47,7 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
     with live_server_process(
         sqlite_url, tmp_path, "--workers", str(workers), env=FAST_STREAM_POLL
     ) as (server, base, log_path):
-        watch = httpx.post(
-            base + "/api/v1/watches",
-            json={"name": "s"},
-            headers=south,
-            timeout=PATIENCE,
-            verify=TLS_CONTEXT,
-        ).json()
+        watch = new_watch(base, south)
         lk_requests(engine, 1)  # one event each stream sends before the stop
         got: list[tuple[bytes, float]] = []
         started = threading.Barrier(3)
@@ -180,13 +174,7 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     south = {"Authorization": f"Bearer {secret}"}
     patient = dict(FAST_STREAM_POLL, SERVICETRAIL_SEND_TIMEOUT="600")  # the stop cuts it off
     with live_server_process(sqlite_url, tmp_path, env=patient) as (server, base, log_path):
-        watch = httpx.post(
-            base + "/api/v1/watches",
-            json={"name": "s"},
-            headers=south,
-            timeout=PATIENCE,
-            verify=TLS_CONTEXT,
-        ).json()
+        watch = new_watch(base, south)
         add_requests(engine, 0, 8000)  # events enough to fill both sockets' buffers (~4 MB)
         catch_up(engine)
         client = socket.socket()

@@ -39,6 +39,7 @@ from tests.live_server import (
     TLS_CONTEXT,
     LiveServer,
     how_it_ends,
+    new_watch,
     streaming_server,
     uvicorns_errors,
     wait_until,
@@ -79,13 +80,7 @@ def watched(engine, server, secret: str) -> tuple[dict[str, str], str]:
     """A Party's headers, and the stream of a watch it has just made."""
     headers = {"Authorization": f"Bearer {secret}"}
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(
-        base + "/api/v1/watches",
-        json={"name": "s"},
-        headers=headers,
-        timeout=PATIENCE,
-        verify=TLS_CONTEXT,
-    ).json()
+    watch = new_watch(base, headers)
     return headers, f"{base}/api/v1/watches/{watch['id']}/stream"
 
 
@@ -233,20 +228,8 @@ def test_one_party_cannot_open_streams_without_bound(engine, server) -> None:
     south = {"Authorization": f"Bearer {token(engine, P.SOUTHENERGY)}"}
     wires = {"Authorization": f"Bearer {token(engine, P.WIRESCO)}"}
     base = f"http://127.0.0.1:{server.port}"
-    mine = httpx.post(
-        base + "/api/v1/watches",
-        json={"name": "s"},
-        headers=south,
-        timeout=PATIENCE,
-        verify=TLS_CONTEXT,
-    ).json()
-    theirs = httpx.post(
-        base + "/api/v1/watches",
-        json={"name": "w"},
-        headers=wires,
-        timeout=PATIENCE,
-        verify=TLS_CONTEXT,
-    ).json()
+    mine = new_watch(base, south)
+    theirs = new_watch(base, wires, "w")
     bound = server.app.state.limits.bounds.stream
     with httpx.Client(timeout=PATIENCE, verify=TLS_CONTEXT) as client:
         # the context managers are kept: one dropped closes its stream when it is collected
