@@ -1264,20 +1264,7 @@ def test_an_ingest_stopped_by_a_busy_store_says_what_it_kept(
         f"user_id,party_id,party_name,role\n{NORTH_IS},NORTH,North Energy plc,IS\n"
     )
     total = 3000
-    lines = (
-        json.dumps(
-            _record(
-                f"2025-03-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z",
-                "request",
-                f"{NORTH_IS}:{METER}:{n}",
-                "4.1.1",
-                NORTH_IS,
-                METER,
-                payload=f"request {n}",
-            )
-        )
-        for n in range(total)
-    )
+    lines = (sat_line.line(n, payload=f"request {n}", user=NORTH_IS) for n in range(total))
     (tmp_path / "day.jsonl").write_text("\n".join(lines) + "\n")
 
     # the other writer gets in between two batches nearly always, not always (it races the
