@@ -47,8 +47,7 @@ def test_loaders_at_once_make_one_gap_free_log_a_month_that_verifies(db_url, eng
         # on the partitioned tables (partitions.ensure_months), which is not what this tests
         from servicetrail.store.partitions import ensure_months
 
-        with engine.begin() as conn:
-            ensure_months(engine, [START + STEP * n for n in range(0, 4 * PER_FILE, 100)])
+        ensure_months(engine, [START + STEP * n for n in range(0, 4 * PER_FILE, 100)])
     env = dict(os.environ, SERVICETRAIL_BATCH="100", SERVICETRAIL_WORKER_MIN_BYTES="0")
     loaders = [
         subprocess.Popen(
