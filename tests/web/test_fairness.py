@@ -183,11 +183,20 @@ def hold(app, party: str, *kinds: str, times: int | None = None) -> list:
 
 
 def test_past_its_heavy_bound_a_party_is_answered_429_and_others_are_served(app, api, world):
+    """Refused once its wait for the heavy slot (HEAVY_WAIT_SECONDS) is over, not queued
+    until the slot frees: told by a release ten waits on, which a search still waiting would
+    be served by, not by 2 s of wall, which a loaded machine took 2.05-2.2 s for (helper 69b,
+    six CPU spinners and a worker's GC pauses)."""
     client, tokens = api
     held = hold(app, P.NORTHPOWER, "request", "heavy", times=app.state.limits.bounds.heavy)
-    started = time.perf_counter()
+    wait = app.state.limits.heavy_wait
+    released_late = threading.Timer(10 * wait, lambda: [slots.release() for slots in held])
+    released_late.start()
+    started = time.monotonic()
     refused = client.get(BROAD, headers=tokens[P.NORTHPOWER])
-    assert refused.status_code == 429 and time.perf_counter() - started < 2
+    took = time.monotonic() - started
+    released_late.cancel()
+    assert refused.status_code == 429 and took >= 0.9 * wait, took
     assert refused.headers["retry-after"] == "2"
     assert (
         refused.json()["error"] == "too_many_requests" and "Device ID" in refused.json()["message"]
@@ -226,10 +235,22 @@ def test_past_its_heavy_bound_a_party_is_answered_429_and_others_are_served(app,
 
 
 def test_a_broad_search_is_served_when_its_partys_heavy_slot_frees_within_the_wait(app, api):
+    """The slot freed once the search is seen waiting for it (its request slot held), the
+    wait made 30 s: a release 0.3 s on, against the wait's 1 s, came after the wait's end on
+    a loaded machine whose timer thread was not run meanwhile (helper 69b)."""
     client, tokens = api
+    app.state.limits.heavy_wait = 30
     (held,) = hold(app, P.NORTHPOWER, "request", "heavy", times=1)
-    threading.Timer(0.3, held.release).start()
+    waiting = {"request": 2, "heavy": 1}
+
+    def release_once_it_waits() -> None:
+        if wait_until(lambda: app.state.limits.held(P.NORTHPOWER) == waiting, 30):
+            held.release()
+
+    releaser = threading.Thread(target=release_once_it_waits, daemon=True)
+    releaser.start()
     assert client.get(BROAD, headers=tokens[P.NORTHPOWER]).status_code == 200
+    releaser.join(30)
     assert app.state.limits.held() == {}
 
 
