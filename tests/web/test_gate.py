@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 
 import pytest
 
@@ -401,8 +402,12 @@ def test_requests_without_a_credential_from_every_address_draw_on_one_budget_a_s
 ):
     """Each address within its share, 40 of them had 1,900 sign-in pages a second served and
     every Party waited 10-30 times as long (audit 49d). A budget of 3 saved and 5 a second
-    here (the real one's shape, smaller, so the test takes one RETRY_AFTER)."""
+    here (the real one's shape, smaller, so the test takes one RETRY_AFTER). Those served are
+    bounded by what the budget can have given in the time the strangers took, not by what it
+    gives in one second: a loaded worker paused for a GC let 10 through, its budget full again
+    as the wait ended, or 6, the pause's tokens past the 3 saved lost (helper 69b)."""
     app, route, gate = world
+    began = time.monotonic()
     gate._anonymous = TokenBucket(rate=5, burst=3)
     route.release.set()
     waited = waits_of(monkeypatch)
@@ -420,12 +425,13 @@ def test_requests_without_a_credential_from_every_address_draw_on_one_budget_a_s
         return party, style, await asyncio.gather(*strangers)
 
     party, style, strangers = run(strangers_and_a_party())
+    took = time.monotonic() - began
     assert party[0] == 200 and "party" not in waited  # a Party's request never waits on strangers
     assert len(waited) >= 20 - 3  # while the strangers past the saved 3 did
     assert style[0] == 200  # signed-in analysts' pages ask for the style sheet: not drawn on
     served = sum(status == 200 for status, _ in strangers)
-    # the 3 saved at once, then 5 a second within the second each may wait
-    assert 3 + 4 <= served <= 3 + 6
+    # the 3 saved at once, then some in their wait, and no more than 5 a second gave
+    assert 3 + 1 <= served <= 3 + 5 * took, (served, took)
     refused = [body for status, body in strangers if status == 429]
     assert len(refused) == 20 - served
     assert all(b"without a sign-in" in body for body in refused)
@@ -458,6 +464,7 @@ def test_made_up_credentials_draw_on_the_budget_once_their_address_sent_one(worl
     async def forgers_and_a_party():
         addresses = [f"10.3.{n}.1" for n in range(20)]  # each its own /24 (web.suspects)
         first = [await ask(gate, scope_for(app, token=f"junk-{a}", client=a)) for a in addresses]
+        began.append(time.monotonic())  # the budget at most full (3) from here
         again = [
             asyncio.create_task(ask(gate, scope_for(app, token=f"junk2-{a}", client=a)))
             for a in addresses
@@ -467,12 +474,15 @@ def test_made_up_credentials_draw_on_the_budget_once_their_address_sent_one(worl
         party = await asyncio.create_task(party, name="party")
         return first, party, await asyncio.gather(*again)
 
-    waited = waits_of(monkeypatch)
+    waited, began = waits_of(monkeypatch), []
     first, party, again = run(forgers_and_a_party())
+    took = time.monotonic() - began[0]
     assert [status for status, _ in first] == [401] * 20  # each address's first: looked up
     assert party[0] == 200 and "party" not in waited
     looked_up = sum(status == 401 for status, _ in again)
-    assert 3 <= looked_up <= 3 + 2  # the 3 saved, then 5 a second within the wait
+    # the 3 saved, then 5 a second while they waited: bounded by the time they took, not by
+    # the wait (0.2 s: 1 more), which a paused worker's loop let run past (7, helper 69b)
+    assert 3 <= looked_up <= 3 + 5 * took, (looked_up, took)
     assert sum(status == 429 for status, _ in again) == 20 - looked_up
 
 
