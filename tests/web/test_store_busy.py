@@ -147,8 +147,12 @@ def test_a_postgresql_server_that_never_answers_is_a_503_after_the_connect_timeo
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stopped server's machine still takes the connection (the listening socket's
-    backlog) but never answers: without a connect timeout the request waited for ever."""
-    monkeypatch.setattr(store_engine, "CONNECT_TIMEOUT", {"connect_timeout": 1})
+    backlog) but never answers: without a connect timeout the request waited for ever.
+
+    The bound is the timeout (libpq waits 2 s at least) and a loaded machine's pauses, not a
+    tight figure: 10 s failed at 11.3 s under a loaded worker's pauses (session 69); a request
+    with no timeout never ends, and is still told from one with it."""
+    monkeypatch.setattr(store_engine, "CONNECT_TIMEOUT", {"connect_timeout": 2})
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # connections complete in the kernel; nothing ever reads them
@@ -157,8 +161,8 @@ def test_a_postgresql_server_that_never_answers_is_a_503_after_the_connect_timeo
         api = TestClient(create_app(gone), raise_server_exceptions=True)
         started = time.monotonic()
         answer = api.get("/api/v1/records", headers={"Authorization": "Bearer " + "x" * 43})
-        assert answer.status_code == 503, answer.text
-        assert time.monotonic() - started < 10
+        assert_busy(answer, "the store cannot be reached; try again")
+        assert time.monotonic() - started < 30
         gone.dispose()
 
 
@@ -220,13 +224,19 @@ def test_a_request_that_finds_every_pooled_connection_in_use_is_503(
 CONSISTENCY = "/api/v1/logs/consistency?origin=servicetrail/sat/2025-01&from=1&to=2"
 
 
-def test_the_owners_small_reads_are_bounded_too(pg_url: str, monkeypatch) -> None:
+def test_the_owners_small_reads_are_bounded_too(pg_url: str, monkeypatch, use_settings) -> None:
     """A token's and a session's look-up, a Party's watches and the logs' listing run as the
     store's owner, outside a search's transaction: each waited as long as a lock on its table
-    was held (25 s in the audit of session 19), holding a thread and a connection."""
+    was held (25 s in the audit of session 19), holding a thread and a connection.
+
+    The lock is let go only once the answer is in: a read that waited on it as long as it was
+    held would never answer, so a 503 within a generous bound is the lock's wait of 0.3 s run
+    out. The bound was 5 s, which a loaded worker's pauses outlasted (8.2 s; session 69); the
+    statement's limit is put past it, so that a read stopped by that limit instead is told."""
     from servicetrail.store import read_transaction
 
     monkeypatch.setattr(read_transaction, "READ_LOCK_WAIT_MS", 300)
+    use_settings(SERVICETRAIL_STATEMENT_TIMEOUT=60)
     store = open_store(pg_url)
     api, bearer = _wiresco_api(store)
     screen = signed_in(store, P.WIRESCO)
@@ -247,7 +257,7 @@ def test_the_owners_small_reads_are_bounded_too(pg_url: str, monkeypatch) -> Non
             took = time.monotonic() - started
             locker.rollback()
         assert answer.status_code == 503, (table, answer.status_code, answer.text[:200])
-        assert took < 5, (table, took)
+        assert took < 30, (table, took)
     store.dispose()
 
 
