@@ -523,7 +523,7 @@ def test_first_look_ups_from_fresh_networks_take_turns_and_a_party_keeps_its_pla
         flooding = [asyncio.create_task(flood(stop, n / 1000)) for n in range(100)]
         await asyncio.sleep(0.15)  # the flood's networks queued ahead
         statuses: list[list[int]] = []  # a browser's three requests at once, each try
-        while len(statuses) < 60 and 200 not in (statuses[-1] if statuses else []):
+        while len(statuses) < 60 and (statuses[-1] if statuses else []) != [200] * 3:
             party = scope_for(app, token="valid-c", client="192.0.2.7")
             answers = await asyncio.gather(*(ask(gate, dict(party)) for _ in range(3)))
             statuses.append([status for status, _ in answers])
@@ -535,8 +535,11 @@ def test_first_look_ups_from_fresh_networks_take_turns_and_a_party_keeps_its_pla
     statuses, other, flooded = run(party_amid_a_flood())
     # its second try at the latest: first in the queue, in the place of its first (with
     # none kept, it was refused 15-47 times in a row here: each try behind the flood's newest)
-    # and its other requests waiting go with it, not a round of the flood's networks later
-    assert statuses[-1] == [200] * 3 and len(statuses) <= 2
+    # and its other requests waiting go with it, not a round of the flood's networks later.
+    # Its first try's turn comes as its waits run out (those ahead asked before it, and their
+    # waits ran out first), so a first try may be split, [429, 429, 200] (CI, session 69):
+    # then found, its second goes at once
+    assert statuses[-1] == [200] * 3 and len(statuses) <= 2, statuses
     assert other[0] == 200  # its network vouched for: not in the queue
     # the budget's: 1 saved, then 100 a second (before, hundreds in the 0.2-0.3 s)
     assert len([c for c in looked_up if c.startswith("junk-")]) <= 1 + 100 * flooded + 1
